@@ -1,0 +1,31 @@
+"""localkube: a Kubernetes API server emulator on real HTTP(S), for tests, benchmarks and
+`gitmesh demo`.
+
+It is driven by the official `kubernetes` client and by `kubectl`, and follows the
+Kubernetes API conventions: discovery (/api, /apis, per group-version resource lists),
+namespaced and cluster-scoped kinds, custom resources of CRDs created at run time,
+uid/creationTimestamp/generation, one resourceVersion counter per cluster that rises on
+every write, 409 AlreadyExists and Conflict, 404 for a missing namespace, 422 for invalid
+names, `Status` error bodies, JSON Patch (a failed `test` is a 422, as in kube), merge
+patch, strategic merge patch for built-in kinds (415 for custom resources), label and field
+selectors, limit/continue, watches resumed from a resourceVersion with 410 Gone once the
+history is trimmed, bookmarks, finalizers and deletionTimestamp, namespace termination,
+`status` subresources, server-side dry run, server defaults clients must cope with
+(Service clusterIP and port protocol, Deployment strategy, container defaults...), Tables
+for `kubectl get`, bearer-token auth over HTTPS, fault injection and request counts.
+
+What it does not emulate: admission webhooks and admission plugins (the webhooks you
+create are stored, never called), server-side apply (`application/apply-patch+yaml` gets
+415), `metadata.managedFields` (always omitted), authorization (any valid token may do
+anything), OpenAPI documents (/openapi/v2 and v3 are 404, so `kubectl apply` needs
+`--validate=false`), protobuf, aggregated discovery, full field validation of built-in
+kinds (names and a handful of fields only), controllers (no ReplicaSets or pods behind
+Deployments — `simulate_workloads` only fills in Deployment status; garbage collection of
+ownerReferences), graceful pod deletion (pods go at once), consistent snapshots for paged
+lists (a `continue` reads the current state), and HTTP/2.
+"""
+
+from gitmesh.localkube.server import Fault, Server
+from gitmesh.localkube.store import ApiError, Store
+
+__all__ = ["ApiError", "Fault", "Server", "Store"]

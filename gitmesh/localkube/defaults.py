@@ -1,0 +1,163 @@
+"""Server-side defaulting and validation for the built-in kinds, as far as clients notice.
+
+kube-apiserver fills in fields on create and update (a Service's clusterIP and port
+protocol, a Deployment's strategy, a container's terminationMessagePath, ...). Clients
+that diff what they sent with what they read back must cope with that; localkube fills in
+the same fields so that they have to. Validation covers names and the handful of rules
+our clients can trip over; it is not kube's full validation (see the package docstring).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Any
+
+from gitmesh.localkube.kinds import Kind
+
+_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def name_problem(kind: Kind, name: str) -> str | None:
+    """Why `name` is not a valid name for `kind`, or None."""
+    if kind.name_rule == "label":
+        if len(name) > 63 or not _LABEL.match(name):
+            return (
+                "a lowercase RFC 1123 label must consist of lower case alphanumeric characters "
+                "or '-', and must start and end with an alphanumeric character (e.g. 'my-name',"
+                "  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
+            )
+        return None
+    if kind.name_rule == "path":
+        if name in (".", "..") or "/" in name or "%" in name:
+            return "may not contain '/' or '%', and may not be '.' or '..'"
+        return None
+    if len(name) > 253 or not _SUBDOMAIN.match(name):
+        return (
+            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters,"
+            " '-' or '.', and must start and end with an alphanumeric character (e.g. "
+            "'example.com', regex used for validation is "
+            "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+        )
+    return None
+
+
+def _container(c: dict[str, Any]) -> None:
+    c.setdefault("terminationMessagePath", "/dev/termination-log")
+    c.setdefault("terminationMessagePolicy", "File")
+    image = str(c.get("image", ""))
+    tag = image.rsplit("/", 1)[-1]
+    latest = ":" not in tag or tag.endswith(":latest")
+    c.setdefault("imagePullPolicy", "Always" if latest and "@" not in tag else "IfNotPresent")
+    c.setdefault("resources", {})
+    for port in c.get("ports", []) or []:
+        port.setdefault("protocol", "TCP")
+
+
+def _pod_spec(spec: dict[str, Any]) -> None:
+    spec.setdefault("restartPolicy", "Always")
+    spec.setdefault("terminationGracePeriodSeconds", 30)
+    spec.setdefault("dnsPolicy", "ClusterFirst")
+    spec.setdefault("securityContext", {})
+    spec.setdefault("schedulerName", "default-scheduler")
+    if "serviceAccountName" in spec:
+        spec.setdefault("serviceAccount", spec["serviceAccountName"])
+    for c in [*spec.get("containers", []), *spec.get("initContainers", [])]:
+        _container(c)
+
+
+def apply(kind: Kind, obj: dict[str, Any], *, allocate_ip: Any) -> None:
+    """Fill in the server-defaulted fields of a built-in object, in place."""
+    k = kind.kind
+    spec = obj.get("spec")
+    if k == "Namespace":
+        obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
+        obj["metadata"].setdefault("labels", {})["kubernetes.io/metadata.name"] = obj["metadata"][
+            "name"
+        ]
+    elif k == "Service" and isinstance(spec, dict):
+        spec.setdefault("type", "ClusterIP")
+        spec.setdefault("sessionAffinity", "None")
+        if spec["type"] != "ExternalName":
+            if not spec.get("clusterIP"):
+                spec["clusterIP"] = allocate_ip()
+            spec.setdefault("clusterIPs", [spec["clusterIP"]])
+            spec.setdefault("ipFamilies", ["IPv4"])
+            spec.setdefault("ipFamilyPolicy", "SingleStack")
+            spec.setdefault("internalTrafficPolicy", "Cluster")
+        for port in spec.get("ports", []) or []:
+            port.setdefault("protocol", "TCP")
+            port.setdefault("targetPort", port.get("port"))
+    elif k == "Endpoints":
+        for subset in obj.get("subsets", []) or []:
+            for port in subset.get("ports", []) or []:
+                port.setdefault("protocol", "TCP")
+    elif k == "Secret":
+        obj.setdefault("type", "Opaque")
+    elif k == "Deployment" and isinstance(spec, dict):
+        spec.setdefault("replicas", 1)
+        spec.setdefault("revisionHistoryLimit", 10)
+        spec.setdefault("progressDeadlineSeconds", 600)
+        strategy = spec.setdefault("strategy", {"type": "RollingUpdate"})
+        if strategy.get("type", "RollingUpdate") == "RollingUpdate":
+            strategy.setdefault("type", "RollingUpdate")
+            strategy.setdefault("rollingUpdate", {"maxUnavailable": "25%", "maxSurge": "25%"})
+        _pod_spec(spec.setdefault("template", {}).setdefault("spec", {}))
+    elif k == "Pod" and isinstance(spec, dict):
+        _pod_spec(spec)
+        spec.setdefault("enableServiceLinks", True)
+        spec.setdefault("priority", 0)
+    elif k in ("Job", "CronJob") and isinstance(spec, dict):
+        template = spec.get("jobTemplate", {}).get("spec", {}) if k == "CronJob" else spec
+        if k == "CronJob":
+            spec.setdefault("concurrencyPolicy", "Allow")
+            spec.setdefault("suspend", False)
+            spec.setdefault("successfulJobsHistoryLimit", 3)
+            spec.setdefault("failedJobsHistoryLimit", 1)
+        _pod_spec(template.setdefault("template", {}).setdefault("spec", {}))
+    elif k == "MutatingWebhookConfiguration":
+        for hook in obj.get("webhooks", []) or []:
+            hook.setdefault("failurePolicy", "Fail")
+            hook.setdefault("matchPolicy", "Equivalent")
+            hook.setdefault("namespaceSelector", {})
+            hook.setdefault("objectSelector", {})
+            hook.setdefault("reinvocationPolicy", "Never")
+            hook.setdefault("timeoutSeconds", 10)
+            svc = hook.get("clientConfig", {}).get("service")
+            if isinstance(svc, dict):
+                svc.setdefault("port", 443)
+
+
+def problems(kind: Kind, obj: dict[str, Any]) -> list[str]:
+    """Field errors kube-apiserver would report for this object (a subset)."""
+    out = []
+    spec: dict[str, Any] = obj["spec"] if isinstance(obj.get("spec"), dict) else {}
+    if kind.kind == "Service":
+        ip = spec.get("clusterIP")
+        if ip and ip != "None":
+            try:
+                ipaddress.ip_address(ip)
+            except ValueError:
+                out.append(f'spec.clusterIP: Invalid value: "{ip}": must be a valid IP address')
+        for i, port in enumerate(spec.get("ports", []) or []):
+            p = port.get("port")
+            if not isinstance(p, int) or not 1 <= p <= 65535:
+                out.append(
+                    f"spec.ports[{i}].port: Invalid value: {p!r}: must be between 1 and "
+                    "65535, inclusive"
+                )
+    if kind.kind in ("Deployment",):
+        if not spec.get("selector"):
+            out.append("spec.selector: Required value")
+        if not (spec.get("template", {}).get("spec", {}).get("containers")):
+            out.append("spec.template.spec.containers: Required value")
+    if kind.kind == "Pod" and not spec.get("containers"):
+        out.append("spec.containers: Required value")
+    labels = obj.get("metadata", {}).get("labels") or {}
+    for value in labels.values():
+        if not isinstance(value, str) or len(value) > 63:
+            out.append(
+                f'metadata.labels: Invalid value: "{value}": must be no more than 63 characters'
+            )
+    return out

@@ -1,0 +1,387 @@
+"""What people write: the `RemoteIstio` spec and `mesh.yaml`, as pydantic v2 models.
+
+Pure. The RemoteIstio wire format is the upstream operator's (istio.banzaicloud.io/v1beta1);
+every field here takes effect when rendering. Upstream fields gitmesh does not act on are
+listed in each model's `unsupported` with the reason, so a person learns why instead of
+having the field silently ignored.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from gitmesh import selectors
+
+API_VERSION = "istio.banzaicloud.io/v1beta1"
+MESH_API_VERSION = "gitmesh.io/v1alpha1"
+OWNED_LABEL_PREFIXES = ("gitmesh.io/", "app.kubernetes.io/managed-by")
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_IANA_SVC_NAME = re.compile(r"^(?=.*[a-z])[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?$")
+_QUANTITY = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE])?$")
+_IMAGE = re.compile(r"^[^\s]+$")
+
+
+def dns_label(value: str) -> str:
+    """Accept an RFC 1123 label (what Kubernetes requires of namespace and service names)."""
+    if len(value) > 63 or not _DNS_LABEL.match(value):
+        raise ValueError(
+            f"{value!r} is not a valid name: lower-case letters, digits and '-', starting and "
+            "ending with a letter or digit, at most 63 characters (RFC 1123 label)"
+        )
+    return value
+
+
+def dns_subdomain(value: str) -> str:
+    """Accept an RFC 1123 subdomain (what Kubernetes requires of most object names)."""
+    if len(value) > 253 or not _DNS_SUBDOMAIN.match(value):
+        raise ValueError(
+            f"{value!r} is not a valid name: lower-case letters, digits, '-' and '.', at most "
+            "253 characters (RFC 1123 subdomain)"
+        )
+    return value
+
+
+def ip_ranges(value: str) -> str:
+    """Accept `*`, the empty string, or comma-separated CIDRs."""
+    if value.strip() in ("", "*"):
+        return value.strip()
+    parts = [p.strip() for p in value.split(",")]
+    for part in parts:
+        try:
+            ipaddress.ip_network(part, strict=False)
+        except ValueError:
+            raise ValueError(
+                f"{part!r} is not a CIDR; use '*' or comma-separated CIDRs like "
+                "'10.0.0.0/8,172.16.0.0/12'"
+            ) from None
+    return ",".join(parts)
+
+
+def label_selector(value: str) -> str:
+    """Accept a Kubernetes label selector string; return its canonical form."""
+    try:
+        reqs = selectors.parse_labels(value)
+    except selectors.SelectorError as e:
+        raise ValueError(f"invalid label selector: {e}") from None
+    if not reqs:
+        raise ValueError("an empty selector would select every pod; name the pods' labels")
+    return value.strip()
+
+
+def ip_address(value: str) -> str:
+    """Accept an IPv4 or IPv6 address; return its canonical form."""
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP address") from None
+
+
+def quantity(value: str | int | float) -> str:
+    """Accept a Kubernetes resource quantity (`100m`, `128Mi`, `2`)."""
+    text = str(value)
+    if not _QUANTITY.match(text):
+        raise ValueError(f"{text!r} is not a resource quantity (examples: 100m, 0.5, 128Mi, 1Gi)")
+    return text
+
+
+def image(value: str) -> str:
+    """Accept a container image reference (no whitespace)."""
+    if not value or not _IMAGE.match(value):
+        raise ValueError(
+            f"{value!r} is not an image reference (example: docker.io/istio/citadel:1.0.5)"
+        )
+    return value
+
+
+def owned_label_keys(labels: dict[str, str]) -> dict[str, str]:
+    """Accept labels whose keys and values are valid and not gitmesh's own."""
+    for key, value in labels.items():
+        if not selectors.valid_label_key(key):
+            raise ValueError(f"invalid label key {key!r}")
+        if not selectors.valid_label_value(str(value)):
+            raise ValueError(f"invalid value {value!r} for label {key!r}")
+        if key.startswith(OWNED_LABEL_PREFIXES):
+            raise ValueError(f"label {key!r} is reserved: gitmesh sets it on what it manages")
+    return labels
+
+
+DnsLabel = Annotated[str, AfterValidator(dns_label)]
+DnsSubdomain = Annotated[str, AfterValidator(dns_subdomain)]
+Quantity = Annotated[str | int | float, AfterValidator(quantity)]
+Image = Annotated[str, AfterValidator(image)]
+Replicas = Annotated[int, Field(ge=0, le=1000)]
+LabelSelector = Annotated[str, AfterValidator(label_selector)]
+IPAddress = Annotated[str, AfterValidator(ip_address)]
+IPRanges = Annotated[str, AfterValidator(ip_ranges)]
+Labels = Annotated[dict[str, str], AfterValidator(owned_label_keys)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class Strict(BaseModel):
+    """Base: unknown fields are errors; camelCase on the wire, snake_case in Python."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        alias_generator=to_camel,
+        populate_by_name=True,
+        strict=False,
+    )
+    # Upstream fields that gitmesh rejects on purpose, with the reason people are told.
+    unsupported: ClassVar[dict[str, str]] = {}
+
+
+class ServicePort(Strict):
+    """A Kubernetes core/v1 ServicePort, as far as a selector-less headless Service uses it."""
+
+    name: DnsLabel | None = None
+    protocol: Literal["TCP", "UDP", "SCTP"] = "TCP"
+    port: Port
+    target_port: Port | str | None = None
+
+    unsupported: ClassVar[dict[str, str]] = {
+        "nodePort": "remote services are headless (clusterIP: None) and have no node ports",
+    }
+
+    @field_validator("target_port")
+    @classmethod
+    def _named_port(cls, v: int | str | None) -> int | str | None:
+        if isinstance(v, str) and not _IANA_SVC_NAME.match(v):
+            raise ValueError(f"{v!r} is neither a port number nor a port name (IANA_SVC_NAME)")
+        return v
+
+    def endpoint_port(self) -> int:
+        """The port the Endpoints carry: the numeric target port, else the port."""
+        return self.target_port if isinstance(self.target_port, int) else self.port
+
+
+def _unique_ports(ports: list[ServicePort]) -> list[ServicePort]:
+    names = [p.name for p in ports]
+    if len(ports) > 1 and None in names:
+        raise ValueError("when a service has more than one port, every port needs a name")
+    dup = {n for n in names if n is not None and names.count(n) > 1}
+    if dup:
+        raise ValueError(f"port names must be unique; repeated: {', '.join(sorted(dup))}")
+    keys = [(p.port, p.protocol) for p in ports]
+    if len(set(keys)) != len(keys):
+        raise ValueError("two ports share the same port number and protocol")
+    return ports
+
+
+class ResourceRequirements(Strict):
+    """A Kubernetes ResourceRequirements (limits and requests)."""
+
+    limits: dict[str, Quantity] = Field(default_factory=dict)
+    requests: dict[str, Quantity] = Field(default_factory=dict)
+
+    def wire(self) -> dict[str, dict[str, str]]:
+        """The Kubernetes form, quantities as strings, empty maps left out."""
+        out = {}
+        if self.limits:
+            out["limits"] = {k: str(v) for k, v in sorted(self.limits.items())}
+        if self.requests:
+            out["requests"] = {k: str(v) for k, v in sorted(self.requests.items())}
+        return out
+
+
+class IstioService(Strict):
+    """One enabled central Istio service, mirrored on the remote as a selector-less Service."""
+
+    name: DnsLabel
+    label_selector: LabelSelector | None = None
+    pod_ips: list[IPAddress] = Field(default_factory=list, alias="podIPs")
+    ports: Annotated[list[ServicePort], AfterValidator(_unique_ports)] = Field(default_factory=list)
+
+
+_ENABLED_REASON = "{} is always deployed on a remote; remove the field"
+
+
+class CitadelConfiguration(Strict):
+    """Citadel on the remote: replicas, image, resources, and its CA secret."""
+
+    replica_count: Replicas | None = None
+    image: Image | None = None
+    resources: ResourceRequirements | None = None
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    ca_secret_name: DnsSubdomain | None = None
+
+    unsupported: ClassVar[dict[str, str]] = {
+        "enabled": _ENABLED_REASON.format("citadel"),
+        "affinity": "not supported yet; use nodeSelector",
+        "tolerations": "not supported yet",
+    }
+
+
+class SidecarInjectorConfiguration(Strict):
+    """The sidecar injector on the remote."""
+
+    replica_count: Replicas | None = None
+    image: Image | None = None
+    resources: ResourceRequirements | None = None
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    rewrite_app_http_probe: bool = Field(False, alias="rewriteAppHTTPProbe")
+
+    unsupported: ClassVar[dict[str, str]] = {
+        "enabled": _ENABLED_REASON.format("the sidecar injector"),
+        "affinity": "not supported yet; use nodeSelector",
+        "tolerations": "not supported yet",
+    }
+
+
+class ProxyConfiguration(Strict):
+    """The Envoy sidecar that the injector adds to pods on the remote."""
+
+    image: Image | None = None
+    resources: ResourceRequirements | None = None
+    enable_core_dump: bool = False
+
+
+class Metadata(Strict):
+    """The part of ObjectMeta a RemoteIstio file may carry."""
+
+    name: DnsLabel
+    namespace: DnsLabel | None = None
+    labels: Labels = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+    unsupported: ClassVar[dict[str, str]] = {
+        "uid": "server-populated; remove it",
+        "resourceVersion": "server-populated; remove it",
+        "creationTimestamp": "server-populated; remove it",
+        "generation": "server-populated; remove it",
+        "managedFields": "server-populated; remove it",
+        "generateName": "a remote needs a fixed name equal to its file name",
+        "finalizers": "gitmesh does not run on the remote's API server",
+        "ownerReferences": "gitmesh does not run on the remote's API server",
+    }
+
+
+class RemoteIstioSpec(Strict):
+    """The desired state of one remote cluster (upstream `RemoteIstioSpec`)."""
+
+    enabled_services: Annotated[list[IstioService], Field(min_length=1)]
+    auto_injection_namespaces: list[DnsLabel] = Field(default_factory=list)
+    include_ip_ranges: IPRanges = Field("*", alias="includeIPRanges")
+    exclude_ip_ranges: IPRanges = Field("", alias="excludeIPRanges")
+    control_plane_security_enabled: bool = False
+    citadel: CitadelConfiguration = CitadelConfiguration()
+    sidecar_injector: SidecarInjectorConfiguration = SidecarInjectorConfiguration()
+    proxy: ProxyConfiguration = ProxyConfiguration()
+    default_resources: ResourceRequirements | None = None
+
+    unsupported: ClassVar[dict[str, str]] = {
+        "version": "the Istio version is set mesh-wide by the images in mesh.yaml",
+        "proxyInit": "the proxy-init image is set mesh-wide in mesh.yaml (images.proxyInit)",
+        "clusterName": "the cluster name is the file name (metadata.name)",
+    }
+
+    @field_validator("enabled_services")
+    @classmethod
+    def _unique_services(cls, v: list[IstioService]) -> list[IstioService]:
+        names = [s.name for s in v]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"service names must be unique; repeated: {', '.join(dup)}")
+        reserved = {"istio-citadel", "istio-sidecar-injector"} & set(names)
+        if reserved:
+            raise ValueError(
+                f"{', '.join(sorted(reserved))} is deployed on the remote by gitmesh itself "
+                "and cannot be an enabled service"
+            )
+        return v
+
+    @field_validator("auto_injection_namespaces")
+    @classmethod
+    def _unique_namespaces(cls, v: list[str]) -> list[str]:
+        dup = sorted({n for n in v if v.count(n) > 1})
+        if dup:
+            raise ValueError(f"namespaces must be unique; repeated: {', '.join(dup)}")
+        return v
+
+
+class RemoteIstio(Strict):
+    """One remote cluster joined to the mesh (`remotes/<name>.yaml`)."""
+
+    api_version: Literal["istio.banzaicloud.io/v1beta1"]
+    kind: Literal["RemoteIstio"]
+    metadata: Metadata
+    spec: RemoteIstioSpec
+
+    unsupported: ClassVar[dict[str, str]] = {
+        "status": "gitmesh writes what it observes to the status branch; remove it",
+    }
+
+
+class Images(Strict):
+    """Mesh-wide component images (the central Istio CR carried them upstream)."""
+
+    citadel: Image = "docker.io/istio/citadel:1.0.5"
+    sidecar_injector: Image = "docker.io/istio/sidecar_injector:1.0.5"
+    proxy: Image = "docker.io/istio/proxyv2:1.0.5"
+    proxy_init: Image = "docker.io/istio/proxy_init:1.0.5"
+
+
+class ReplicaDefaults(Strict):
+    """Replica counts used when a RemoteIstio does not set its own."""
+
+    citadel: Replicas = 1
+    sidecar_injector: Replicas = 1
+
+
+class Addresses(Strict):
+    """Where remote sidecars reach the central control plane (host:port, or unset for the
+    default: the enabled service's name in the mesh namespace)."""
+
+    pilot: str | None = None
+    policy: str | None = None
+    telemetry: str | None = None
+    zipkin: str | None = None
+
+
+class Central(Strict):
+    """The central cluster: where the control plane and its CA live."""
+
+    ca_secret_name: DnsSubdomain = "istio-ca-secret"  # noqa: S105 - a name, not a secret
+    cluster_domain: DnsSubdomain = "cluster.local"
+    addresses: Addresses = Addresses()
+
+
+class Mesh(Strict):
+    """`mesh.yaml`: mesh-wide settings and defaults."""
+
+    api_version: Literal["gitmesh.io/v1alpha1"]
+    kind: Literal["Mesh"]
+    namespace: DnsLabel = "istio-system"
+    status_branch: str = "gitmesh/status"
+    images: Images = Images()
+    replicas: ReplicaDefaults = ReplicaDefaults()
+    central: Central = Central()
+
+    @field_validator("status_branch")
+    @classmethod
+    def _branch(cls, v: str) -> str:
+        if (
+            not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._/-]*", v)
+            or ".." in v
+            or v.endswith((".lock", "/"))
+        ):
+            raise ValueError(f"{v!r} is not a valid git branch name")
+        return v
+
+
+def remote_namespace(remote: RemoteIstio, mesh: Mesh) -> str:
+    """The namespace on the remote where gitmesh puts the namespaced objects."""
+    return remote.metadata.namespace or mesh.namespace

@@ -1,0 +1,164 @@
+"""Safe YAML loading that remembers where every value came from.
+
+Pure: bytes in, plain values and a position map out. It refuses what a spec file must
+never contain — object-constructing tags, duplicate keys, several documents, oversize
+input — with a `Problem` naming line and column. pydantic errors are later mapped back to
+lines through `Positions`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from gitmesh.errors import Problem
+
+MAX_FILE_BYTES = 256 * 1024
+
+Path = tuple[str | int, ...]
+
+
+@dataclass(slots=True)
+class Positions:
+    """1-based (line, column) of each key and value, by path from the document root."""
+
+    keys: dict[Path, tuple[int, int]] = field(default_factory=dict)
+    values: dict[Path, tuple[int, int]] = field(default_factory=dict)
+    containers: set[Path] = field(default_factory=set)
+
+    def of(self, path: Path, *, key: bool = False) -> tuple[int, int]:
+        """Where the value at `path` is written (its key, with `key=True` or when the value
+        is a list or map); for a missing path, where its nearest parent's key is."""
+        key = key or path in self.containers
+        if path in self.values and not (key and path in self.keys):
+            return self.values[path]
+        for cut in range(len(path), -1, -1):
+            sub = path[:cut]
+            if sub in self.keys:
+                return self.keys[sub]
+        return (1, 1)
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """A loaded document: its value, and where each part of it is."""
+
+    value: Any
+    positions: Positions
+
+
+class LoadError(Exception):
+    """The file cannot be loaded; `problem` says where and why."""
+
+    def __init__(self, problem: Problem) -> None:
+        self.problem = problem
+        super().__init__(str(problem))
+
+
+_PLAIN_TAGS = {
+    "tag:yaml.org,2002:" + t for t in ("str", "int", "float", "bool", "null", "seq", "map")
+}
+
+
+def _walk(node: yaml.Node, path: Path, pos: Positions, file: str) -> None:
+    pos.values[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+    if node.tag not in _PLAIN_TAGS and not node.tag.startswith("tag:yaml.org,2002:merge"):
+        raise LoadError(
+            Problem(
+                file,
+                *pos.values[path],
+                _dotted(path),
+                f"tag {node.tag!r} is not allowed: "
+                "specs hold plain strings, numbers, booleans, lists and maps",
+            )
+        )
+    if isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+        pos.containers.add(path)
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, int] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise LoadError(
+                    Problem(
+                        file,
+                        key_node.start_mark.line + 1,
+                        key_node.start_mark.column + 1,
+                        _dotted(path),
+                        "keys must be plain strings",
+                    )
+                )
+            key = key_node.value
+            if key in seen:
+                raise LoadError(
+                    Problem(
+                        file,
+                        key_node.start_mark.line + 1,
+                        key_node.start_mark.column + 1,
+                        _dotted((*path, key)),
+                        f"duplicate key {key!r} (first defined on line {seen[key]})",
+                    )
+                )
+            seen[key] = key_node.start_mark.line + 1
+            sub = (*path, key)
+            pos.keys[sub] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+            _walk(value_node, sub, pos, file)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _walk(item, (*path, i), pos, file)
+
+
+def _dotted(path: Path) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+dotted = _dotted
+
+
+def load(data: bytes, *, file: str, max_bytes: int = MAX_FILE_BYTES) -> Loaded:
+    """Load one YAML document safely, or raise `LoadError` naming the place."""
+    if len(data) > max_bytes:
+        raise LoadError(
+            Problem(file, 1, 1, "", f"file is {len(data)} bytes; the limit is {max_bytes} bytes")
+        )
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise LoadError(Problem(file, 1, 1, "", f"not UTF-8 text: {e.reason}")) from e
+    loader = yaml.SafeLoader(text)
+    try:
+        try:
+            node = loader.get_single_node()
+        except yaml.composer.ComposerError as e:
+            if "single document" in f"{e.context} {e.problem}":
+                mark = e.problem_mark
+                line = mark.line + 1 if mark else 1
+                raise LoadError(
+                    Problem(
+                        file,
+                        line,
+                        1,
+                        "",
+                        "several YAML documents in one file; put one RemoteIstio per file",
+                    )
+                ) from e
+            raise
+        if node is None:
+            raise LoadError(Problem(file, 1, 1, "", "the file is empty"))
+        pos = Positions()
+        _walk(node, (), pos, file)
+        value = loader.construct_document(node)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        msg = " ".join(p for p in (e.context, e.problem) if p)
+        raise LoadError(Problem(file, line, col, "", f"YAML syntax error: {msg}")) from e
+    except yaml.YAMLError as e:
+        raise LoadError(Problem(file, 1, 1, "", f"YAML error: {e}")) from e
+    finally:
+        loader.dispose()
+    return Loaded(value, pos)

@@ -1,0 +1,35 @@
+"""The committed JSON Schemas match the models, and the example files point editors at them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gitmesh import schema
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_committed_schemas_are_current() -> None:
+    """schemas/ is what `gitmesh schema --out schemas` writes now; regenerate when stale."""
+    for name, text in schema.generate().items():
+        committed = (ROOT / "schemas" / name).read_text(encoding="utf-8")
+        assert committed == text, f"schemas/{name} is stale: run `gitmesh schema --out schemas`"
+
+
+def test_schema_forbids_unknown_fields() -> None:
+    """The RemoteIstio schema rejects extra properties, as the models do."""
+    import json
+
+    remote = json.loads(schema.generate()["remoteistio.schema.json"])
+    assert remote["additionalProperties"] is False
+    assert "enabledServices" in remote["$defs"]["RemoteIstioSpec"]["required"]
+
+
+def test_example_files_carry_a_modeline() -> None:
+    """Each example spec names its schema for yaml-language-server."""
+    files = [ROOT / "example-repo/mesh.yaml", *(ROOT / "example-repo/remotes").glob("*.yaml")]
+    for path in files:
+        first = path.read_text(encoding="utf-8").splitlines()[0]
+        assert first.startswith("# yaml-language-server: $schema="), path
+        target = first.split("=", 1)[1]
+        assert (path.parent / target).resolve().is_file(), (path, target)
