@@ -15,15 +15,89 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from gitmesh import meshrepo, schema
+from gitmesh import meshrepo, schema, statusfiles
 from gitmesh.errors import GitmeshError, Problem
+from gitmesh.gitrepo import Auth
 from gitmesh.localkube import cli as localkube_cli
+from gitmesh.source import Source
+from gitmesh.statusbranch import StatusBranch
 
 Command = Callable[[argparse.Namespace], int]
 
 
 def _env(name: str, default: str | None = None) -> str | None:
     return os.environ.get(f"GITMESH_{name}", default)
+
+
+def _default_cache() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return str(Path(base) / "gitmesh")
+
+
+def add_source_flags(p: argparse.ArgumentParser) -> None:
+    """Flags that say where the mesh repository is and how to reach it."""
+    g = p.add_argument_group("git source (each flag also from GITMESH_<FLAG>)")
+    g.add_argument(
+        "--repo",
+        default=_env("REPO"),
+        required=_env("REPO") is None,
+        help="mesh repository: https, ssh, file URL or local path",
+    )
+    g.add_argument(
+        "--revision",
+        default=_env("REVISION", "main"),
+        help="branch, tag or commit to reconcile (default: main)",
+    )
+    g.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=Path(_env("CACHE_DIR") or _default_cache()),
+        help="where gitmesh keeps its clone (default: ~/.cache/gitmesh)",
+    )
+    g.add_argument(
+        "--git-token-env",
+        default=_env("GIT_TOKEN_ENV", "GITMESH_GIT_TOKEN"),
+        help="name of the environment variable holding an HTTPS token",
+    )
+    g.add_argument(
+        "--git-token-file",
+        type=Path,
+        default=_env("GIT_TOKEN_FILE"),
+        help="file holding an HTTPS token",
+    )
+    g.add_argument("--ssh-key", type=Path, default=_env("SSH_KEY"))
+    g.add_argument("--known-hosts", type=Path, default=_env("KNOWN_HOSTS"))
+    g.add_argument(
+        "--insecure-ignore-host-key",
+        action="store_true",
+        help="do not check SSH host keys (not recommended)",
+    )
+    g.add_argument(
+        "--status-branch",
+        default=_env("STATUS_BRANCH"),
+        help="status branch (default: mesh.yaml's statusBranch)",
+    )
+
+
+def make_source(args: argparse.Namespace) -> Source:
+    """The git source the flags describe."""
+    auth = Auth.from_settings(
+        token_env=args.git_token_env,
+        token_file=args.git_token_file,
+        ssh_key=args.ssh_key,
+        known_hosts=args.known_hosts,
+        insecure_ignore_host_key=args.insecure_ignore_host_key,
+    )
+    return Source(args.repo, revision=args.revision, cache_dir=args.cache_dir / "repos", auth=auth)
+
+
+def status_branch_name(args: argparse.Namespace, repo: meshrepo.Repo | None) -> str:
+    """--status-branch, else mesh.yaml's, else the default."""
+    if args.status_branch:
+        return str(args.status_branch)
+    if repo is not None and repo.mesh is not None:
+        return repo.mesh.status_branch
+    return "gitmesh/status"
 
 
 def _print_problems(problems: Sequence[Problem], fmt: str) -> None:
@@ -50,8 +124,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(f"gitmesh validate: {root}: not a directory", file=sys.stderr)
         return 2
     files, problems = meshrepo.read_dir(root)
-    repo = meshrepo.parse(files)
-    problems = [*problems, *repo.problems]
+    repo = meshrepo.parse(files, refused=problems)
+    problems = list(repo.problems)
     _print_problems(problems, args.format)
     if args.format == "text":
         state = "invalid" if problems else "valid"
@@ -73,6 +147,26 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    """Show each remote's state from the status branch."""
+    source = make_source(args)
+    repo = None if args.status_branch else source.fetch().parse()
+    branch = StatusBranch(source.cache, status_branch_name(args, repo))
+    rows = statusfiles.read_status(branch.read())
+    if args.format == "json":
+        print(json.dumps(rows, indent=2))
+        return 0
+    header = ("REMOTE", "STATE", "SINCE", "REVISION", "ENDPOINTS")
+    table = [header] + [
+        (r["remote"], r["state"], r["since"], r["sourceRevision"][:12], str(r["endpoints"]))
+        for r in rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        print("   ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every sub-command."""
     parser = argparse.ArgumentParser(prog="gitmesh", description=__doc__.splitlines()[0])
@@ -86,6 +180,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("schema", help="write the JSON Schemas of the spec files")
     p.add_argument("--out", default="schemas", help="directory to write into")
     p.set_defaults(func=cmd_schema)
+
+    p = sub.add_parser("status", help="show the remotes' state from the status branch")
+    add_source_flags(p)
+    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.set_defaults(func=cmd_status)
 
     localkube_cli.add_parser(sub)
     return parser

@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -140,18 +140,27 @@ def _parse(model: type[M], data: bytes, file: str) -> tuple[M | None, list[Probl
         return None, _problems(model, e, loaded, file)
 
 
-def parse(files: Mapping[str, bytes]) -> Repo:
-    """Validate every spec file in `files` (repository path -> content)."""
-    problems: list[Problem] = []
+def parse(files: Mapping[str, bytes], *, refused: Sequence[Problem] = ()) -> Repo:
+    """Validate every spec file in `files` (repository path -> content). `refused` are
+    problems with files that were not read (symlinks, oversize): a refused remote file
+    makes that remote invalid, never absent."""
+    problems: list[Problem] = list(refused)
     mesh: specs.Mesh | None = None
+    refused_remotes = {
+        PurePosixPath(p.file).stem: p
+        for p in refused
+        if is_spec_path(p.file) and p.file != MESH_FILE
+    }
     if MESH_FILE in files:
         mesh, found = _parse(specs.Mesh, files[MESH_FILE], MESH_FILE)
         problems += sorted(found, key=lambda p: (p.line, p.col))
-    else:
+    elif not any(p.file == MESH_FILE for p in refused):
         problems.append(Problem(MESH_FILE, 1, 1, "", "mesh.yaml is missing at the repository root"))
 
     remotes: dict[str, specs.RemoteIstio] = {}
-    invalid: dict[str, tuple[Problem, ...]] = {}
+    invalid: dict[str, tuple[Problem, ...]] = {
+        stem: (problem,) for stem, problem in refused_remotes.items()
+    }
     seen: dict[str, str] = {}
     for path in sorted(p for p in files if is_spec_path(p) and p != MESH_FILE):
         stem = PurePosixPath(path).stem

@@ -9,7 +9,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "gitmesh"
 KUBERNETES_GATEWAY = {"gitmesh.cluster"}
-GIT_MODULES = {"gitmesh.source", "gitmesh.statusbranch"}
+GIT_MODULES = {"gitmesh.source", "gitmesh.statusbranch", "gitmesh.gitrepo"}
 PURE = {
     "gitmesh.specs",
     "gitmesh.selectors",

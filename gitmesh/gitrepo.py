@@ -1,0 +1,175 @@
+"""The local cache clone of a mesh repository, and how gitmesh talks to its remote.
+
+One bare repository per remote URL under the cache directory; fetched, never checked out.
+Credentials never reach a command line or a message: an HTTPS token goes to git through
+`GIT_CONFIG_*` environment variables (an `http.extraHeader`), an SSH key through
+`GIT_SSH_COMMAND` with strict host key checking by default, and every error text is
+passed through `scrub` before it leaves this module.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import re
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import git
+
+from gitmesh.errors import SourceError, redact_url
+
+DEFAULT_TIMEOUT = 120.0
+
+
+@dataclass(frozen=True, slots=True)
+class Auth:
+    """How to authenticate to the git remote. Never printed (repr hides the token)."""
+
+    token: str | None = field(default=None, repr=False)
+    token_user: str = "x-access-token"  # noqa: S105 - the user name GitHub expects with a token
+    ssh_key: Path | None = None
+    known_hosts: Path | None = None
+    strict_host_key_checking: bool = True
+
+    @classmethod
+    def from_settings(
+        cls,
+        *,
+        token_env: str | None,
+        token_file: Path | None,
+        ssh_key: Path | None = None,
+        known_hosts: Path | None = None,
+        insecure_ignore_host_key: bool = False,
+    ) -> Auth:
+        """Read a token from an environment variable or a file (never a flag's value)."""
+        token = None
+        if token_file is not None:
+            try:
+                token = token_file.read_text(encoding="utf-8").strip() or None
+            except OSError as e:
+                raise SourceError(
+                    f"cannot read the git token file {token_file}: {e.strerror}"
+                ) from None
+        elif token_env:
+            token = os.environ.get(token_env) or None
+        return cls(
+            token=token,
+            ssh_key=ssh_key,
+            known_hosts=known_hosts,
+            strict_host_key_checking=not insecure_ignore_host_key,
+        )
+
+    def env(self) -> dict[str, str]:
+        """Environment variables that make git use these credentials."""
+        env = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "SSH_ASKPASS": "true"}
+        if self.token:
+            basic = base64.b64encode(f"{self.token_user}:{self.token}".encode()).decode()
+            env.update(
+                {
+                    "GIT_CONFIG_COUNT": "1",
+                    "GIT_CONFIG_KEY_0": "http.extraHeader",
+                    "GIT_CONFIG_VALUE_0": f"Authorization: Basic {basic}",
+                }
+            )
+        ssh = [
+            "ssh",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=" + ("yes" if self.strict_host_key_checking else "no"),
+        ]
+        if self.ssh_key:
+            ssh += ["-i", str(self.ssh_key), "-o", "IdentitiesOnly=yes"]
+        if self.known_hosts:
+            ssh += ["-o", f"UserKnownHostsFile={self.known_hosts}"]
+        env["GIT_SSH_COMMAND"] = shlex.join(ssh)
+        return env
+
+    def secrets(self) -> list[str]:
+        """Strings that must never appear in output."""
+        if not self.token:
+            return []
+        basic = base64.b64encode(f"{self.token_user}:{self.token}".encode()).decode()
+        return [self.token, basic]
+
+
+def scrub(text: str, auth: Auth | None = None) -> str:
+    """Remove URL credentials and known secrets from a message."""
+    text = redact_url(text)
+    for secret in auth.secrets() if auth else []:
+        text = text.replace(secret, "***")
+    return re.sub(r"(Authorization: \w+ )\S+", r"\1***", text)
+
+
+def display_url(url: str) -> str:
+    """The repository URL as it may be shown: no credentials."""
+    return redact_url(url)
+
+
+class Cache:
+    """A bare clone of one remote repository, under `cache_dir`."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        cache_dir: Path,
+        auth: Auth | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        self.url = url
+        self.auth = auth or Auth()
+        self.timeout = timeout
+        key = hashlib.sha256(display_url(url).encode()).hexdigest()[:16]
+        self.path = cache_dir / key
+        if (self.path / "HEAD").exists():
+            self.repo = git.Repo(self.path)
+        else:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self.repo = git.Repo.init(self.path, bare=True)
+            with self.repo.config_writer() as cw:
+                cw.set_value("gc", "auto", "0")
+                cw.set_value("core", "logAllRefUpdates", "false")
+
+    def run(
+        self, *args: str, env: Mapping[str, str] | None = None, input_path: Path | None = None
+    ) -> str:
+        """Run a git command in the cache with the credentials' environment."""
+        full_env = {**self.auth.env(), **(env or {})}
+        try:
+            if input_path is not None:
+                with input_path.open("rb") as stdin:
+                    out = self.repo.git.execute(
+                        ["git", *args], istream=stdin, env=full_env, kill_after_timeout=self.timeout
+                    )
+            else:
+                out = self.repo.git.execute(
+                    ["git", *args], env=full_env, kill_after_timeout=self.timeout
+                )
+        except git.GitCommandError as e:
+            parts = [str(s).strip() for s in (e.stdout, e.stderr) if s]
+            detail = "\n".join(p.removeprefix("stdout: ").removeprefix("stderr: ") for p in parts)
+            raise GitFailure(
+                scrub(detail or f"git {args[0]} failed", self.auth),
+                status=e.status if isinstance(e.status, int | str) else None,
+            ) from None
+        return str(out)
+
+    def fetch(self, *refspecs: str) -> None:
+        """Fetch refspecs from the remote (pruning what it deleted)."""
+        try:
+            self.run("fetch", "--prune", "--no-tags", "--force", self.url, *refspecs)
+        except GitFailure as e:
+            raise SourceError(f"cannot fetch {display_url(self.url)}: {e}") from None
+
+
+class GitFailure(Exception):
+    """A git command failed; the message is already scrubbed."""
+
+    def __init__(self, message: str, *, status: int | str | None) -> None:
+        self.status = status
+        super().__init__(message)

@@ -1,0 +1,155 @@
+"""The git source: fetch the mesh repository and read its specs at one commit.
+
+Reads `mesh.yaml` and `remotes/*.yaml` from the commit's tree (no working tree, so two
+readers never share a checkout and a half-written file is never seen). Symlinks and
+oversize files are refused by path. A failed fetch raises `SourceError` naming the
+repository without credentials; `last_good` keeps the last snapshot that was read whole,
+and nothing downstream ever sees a partial one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import git
+
+from gitmesh import meshrepo, yamlload
+from gitmesh.errors import Problem, SourceError
+from gitmesh.gitrepo import Auth, Cache, GitFailure, display_url
+
+SYMLINK_MODE = 0o120000
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The spec files of one commit, and what changed since the last one handled."""
+
+    commit: str
+    author: str
+    message: str
+    files: Mapping[str, bytes]
+    refused: tuple[Problem, ...] = ()
+    # Spec paths changed since the previous snapshot (all of them for the first one).
+    changed: tuple[str, ...] = field(default=())
+
+    def parse(self) -> meshrepo.Repo:
+        """Validate the snapshot's files."""
+        return meshrepo.parse(self.files, refused=self.refused)
+
+
+class Source:
+    """A mesh repository at a branch, tag or commit."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        revision: str = "main",
+        cache_dir: Path,
+        auth: Auth | None = None,
+        timeout: float = 120.0,
+        max_file_bytes: int = yamlload.MAX_FILE_BYTES,
+    ) -> None:
+        self.url = url
+        self.revision = revision
+        self.max_file_bytes = max_file_bytes
+        self.cache = Cache(url, cache_dir=cache_dir, auth=auth, timeout=timeout)
+        self.last_good: Snapshot | None = None
+
+    @property
+    def display(self) -> str:
+        """The repository URL without credentials."""
+        return display_url(self.url)
+
+    def fetch(self) -> Snapshot:
+        """Fetch, resolve the revision, and read the specs at it."""
+        self.cache.fetch("+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*")
+        commit = self._resolve()
+        files, refused = self._read(commit)
+        previous = self.last_good
+        changed = self._changed(previous.commit if previous else None, commit, files)
+        snapshot = Snapshot(
+            commit=commit.hexsha,
+            author=f"{commit.author.name} <{commit.author.email}>",
+            message=str(commit.message).strip(),
+            files=files,
+            refused=tuple(refused),
+            changed=changed,
+        )
+        self.last_good = snapshot
+        return snapshot
+
+    def _resolve(self) -> git.Commit:
+        repo = self.cache.repo
+        for ref in (
+            f"refs/remotes/origin/{self.revision}",
+            f"refs/tags/{self.revision}",
+            self.revision,
+        ):
+            try:
+                sha = self.cache.run("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+            except GitFailure:
+                continue
+            if sha:
+                return repo.commit(sha.strip())
+        raise SourceError(
+            f"revision {self.revision!r} not found in {self.display} "
+            "(not a branch, tag or fetched commit)"
+        )
+
+    def _read(self, commit: git.Commit) -> tuple[dict[str, bytes], list[Problem]]:
+        files: dict[str, bytes] = {}
+        refused: list[Problem] = []
+        tree = commit.tree
+        candidates: list[git.Blob] = []
+        for item in tree:
+            if item.path == meshrepo.MESH_FILE:
+                candidates.append(item)
+            elif item.path == meshrepo.REMOTES_DIR:
+                if item.type != "tree":
+                    refused.append(Problem(item.path, 1, 1, "", "must be a directory"))
+                    continue
+                candidates.extend(i for i in item if meshrepo.is_spec_path(str(i.path)))
+        for blob in candidates:
+            path = str(blob.path)
+            if blob.type != "blob":
+                continue
+            if blob.mode == SYMLINK_MODE:
+                refused.append(
+                    Problem(
+                        path,
+                        1,
+                        1,
+                        "",
+                        "is a symlink; gitmesh refuses symlinks in the mesh repository",
+                    )
+                )
+            elif blob.size > self.max_file_bytes:
+                refused.append(
+                    Problem(
+                        path,
+                        1,
+                        1,
+                        "",
+                        f"file is {blob.size} bytes; the limit is {self.max_file_bytes} bytes",
+                    )
+                )
+            else:
+                files[path] = blob.data_stream.read()
+        return files, refused
+
+    def _changed(
+        self, before: str | None, after: git.Commit, files: Mapping[str, bytes]
+    ) -> tuple[str, ...]:
+        if before is None:
+            return tuple(sorted(files))
+        if before == after.hexsha:
+            return ()
+        try:
+            diffs = self.cache.repo.commit(before).diff(after)
+        except (ValueError, git.BadName, GitFailure):
+            return tuple(sorted(files))  # the old commit is gone (force-push and gc)
+        paths = {p for d in diffs for p in (d.a_path, d.b_path) if p}
+        return tuple(sorted(p for p in paths if meshrepo.is_spec_path(p)))

@@ -1,0 +1,249 @@
+"""A pass's report as files on the status branch. Pure.
+
+The report types are the plain data the reconciler hands over. `render` turns a report
+plus the branch's current files into the file changes to commit: deterministic YAML
+(sorted keys and lists) whose timestamps move only when a state changes, so that a pass
+that changes nothing produces no change and no commit.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+STATES = ("Created", "Reconciling", "Available", "ReconcileFailed", "InvalidSpec")
+STATUS_DIR = "status"
+ENDPOINTS_DIR = "endpoints"
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentReport:
+    """What one component of one remote came to in a pass."""
+
+    name: str
+    state: str  # Ready | Failed | Skipped
+    objects: int = 0
+    created: int = 0
+    patched: int = 0
+    deleted: int = 0
+    error: str | None = None
+
+    @property
+    def changed(self) -> int:
+        """How many writes the component made."""
+        return self.created + self.patched + self.deleted
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteReport:
+    """What one remote came to in a pass."""
+
+    name: str
+    state: str
+    message: str = ""
+    components: tuple[ComponentReport, ...] = ()
+    # service -> "ip:port" entries; None when the pass did not observe them (keep the last).
+    endpoints: Mapping[str, tuple[str, ...]] | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PassReport:
+    """One reconcile pass: the source revision and each remote's outcome."""
+
+    revision: str
+    remotes: Mapping[str, RemoteReport]
+    # Remotes whose spec left the repository and whose objects were pruned.
+    removed: tuple[str, ...] = field(default=())
+
+
+def status_path(name: str) -> str:
+    """Where a remote's status lives on the branch."""
+    return f"{STATUS_DIR}/{name}.yaml"
+
+
+def endpoints_path(name: str) -> str:
+    """Where a remote's endpoints snapshot lives on the branch."""
+    return f"{ENDPOINTS_DIR}/{name}.yaml"
+
+
+def dump(data: Any) -> bytes:
+    """Deterministic YAML."""
+    return yaml.safe_dump(
+        data, sort_keys=True, default_flow_style=False, allow_unicode=True, width=1000
+    ).encode()
+
+
+def _load(data: bytes | None) -> dict[str, Any]:
+    if not data:
+        return {}
+    try:
+        value = yaml.safe_load(data)
+    except yaml.YAMLError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _endpoint_key(entry: str) -> tuple[int, int, str]:
+    host, _, port = entry.rpartition(":")
+    try:
+        ip = int(ipaddress.ip_address(host.strip("[]")))
+    except ValueError:
+        ip = 0
+    return (ip, int(port) if port.isdigit() else 0, entry)
+
+
+def _conditions(
+    remote: RemoteReport, before: list[dict[str, Any]], now: str
+) -> list[dict[str, Any]]:
+    old = {c.get("type"): c for c in before if isinstance(c, dict)}
+    wanted = [
+        ("Ready", remote.state == "Available", remote.state, remote.message or remote.state),
+        (
+            "SpecValid",
+            remote.state != "InvalidSpec",
+            "InvalidSpec" if remote.state == "InvalidSpec" else "Valid",
+            remote.message if remote.state == "InvalidSpec" else "the spec validates",
+        ),
+    ]
+    out = []
+    for typ, ok, reason, message in wanted:
+        status = "True" if ok else "False"
+        prev = old.get(typ, {})
+        since = prev.get("lastTransitionTime") if prev.get("status") == status else None
+        out.append(
+            {
+                "type": typ,
+                "status": status,
+                "reason": reason,
+                "message": message,
+                "lastTransitionTime": since or now,
+            }
+        )
+    return sorted(out, key=lambda c: c["type"])
+
+
+def _status(
+    remote: RemoteReport, revision: str, before: dict[str, Any], now: str
+) -> dict[str, Any]:
+    components: dict[str, Any] = {}
+    old_components = before.get("components") or {}
+    for comp in remote.components:
+        entry: dict[str, Any] = {"state": comp.state, "objects": comp.objects}
+        if comp.error:
+            entry["error"] = comp.error
+        if comp.changed:
+            entry["lastChange"] = {
+                "revision": revision,
+                "time": now,
+                "created": comp.created,
+                "patched": comp.patched,
+                "deleted": comp.deleted,
+            }
+        elif (
+            isinstance(old_components.get(comp.name), dict)
+            and "lastChange" in old_components[comp.name]
+        ):
+            entry["lastChange"] = old_components[comp.name]["lastChange"]
+        components[comp.name] = entry
+    if not remote.components and remote.state == "InvalidSpec":
+        components = old_components  # nothing was attempted; keep what was last seen
+    status: dict[str, Any] = {
+        "name": remote.name,
+        "state": remote.state,
+        "since": before.get("since")
+        if before.get("state") == remote.state and before.get("since")
+        else now,
+        "sourceRevision": revision,
+        "conditions": _conditions(remote, before.get("conditions") or [], now),
+        "components": components,
+    }
+    if remote.message:
+        status["message"] = remote.message
+    if remote.error:
+        status["lastError"] = remote.error
+    return status
+
+
+def render(report: PassReport, current: Mapping[str, bytes], now: str) -> dict[str, bytes | None]:
+    """The files to write (bytes) or delete (None) for this report, given the branch's
+    current files. Unchanged files are left out."""
+    out: dict[str, bytes | None] = {}
+    for name, remote in sorted(report.remotes.items()):
+        path = status_path(name)
+        data = dump(_status(remote, report.revision, _load(current.get(path)), now))
+        if current.get(path) != data:
+            out[path] = data
+        if remote.endpoints is not None:
+            eps = {
+                svc: sorted(set(entries), key=_endpoint_key)
+                for svc, entries in sorted(remote.endpoints.items())
+            }
+            data = dump({"remote": name, "services": eps})
+            path = endpoints_path(name)
+            if current.get(path) != data:
+                out[path] = data
+    for name in report.removed:
+        for path in (status_path(name), endpoints_path(name)):
+            if path in current:
+                out[path] = None
+    return out
+
+
+def message(report: PassReport, changes: Mapping[str, bytes | None]) -> str:
+    """The commit message: source revision, states, and what was applied."""
+    states: dict[str, int] = {}
+    for remote in report.remotes.values():
+        states[remote.state] = states.get(remote.state, 0) + 1
+    counts = [
+        sum(getattr(c, f) for r in report.remotes.values() for c in r.components)
+        for f in ("created", "patched", "deleted")
+    ]
+    summary = ", ".join(f"{n} {s}" for s, n in sorted(states.items())) or "no remotes"
+    lines = [
+        f"gitmesh status at {report.revision[:12]}: {summary}",
+        "",
+        f"Source revision: {report.revision}",
+        f"Applied: {counts[0]} created, {counts[1]} patched, {counts[2]} deleted",
+    ]
+    touched = sorted({p.split("/", 1)[1].rsplit(".", 1)[0] for p in changes})
+    for name in touched:
+        found = report.remotes.get(name)
+        if found is None:
+            lines.append(f"- {name}: removed")
+            continue
+        applied = [
+            f"{c.name} +{c.created} ~{c.patched} -{c.deleted}"
+            for c in found.components
+            if c.changed
+        ]
+        detail = f" ({'; '.join(applied)})" if applied else ""
+        lines.append(f"- {name}: {found.state}{detail}")
+    return "\n".join(lines) + "\n"
+
+
+def read_status(files: Mapping[str, bytes]) -> list[dict[str, Any]]:
+    """Each remote's status and endpoint count, from the branch's files (for `gitmesh
+    status`)."""
+    rows = []
+    for path in sorted(files):
+        if not (path.startswith(STATUS_DIR + "/") and path.endswith(".yaml")):
+            continue
+        status = _load(files[path])
+        name = str(status.get("name") or path[len(STATUS_DIR) + 1 : -5])
+        eps = _load(files.get(endpoints_path(name))).get("services") or {}
+        rows.append(
+            {
+                "remote": name,
+                "state": status.get("state", "Unknown"),
+                "since": status.get("since", ""),
+                "sourceRevision": status.get("sourceRevision", ""),
+                "endpoints": sum(len(v or []) for v in eps.values()),
+                "message": status.get("message", ""),
+            }
+        )
+    return rows
