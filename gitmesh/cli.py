@@ -15,7 +15,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from gitmesh import meshrepo, schema, statusfiles
+from gitmesh import logs, meshrepo, planview, reconcile, schema, statusfiles
+from gitmesh.cluster import Cluster
 from gitmesh.errors import GitmeshError, Problem
 from gitmesh.gitrepo import Auth
 from gitmesh.localkube import cli as localkube_cli
@@ -147,6 +148,131 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_cluster_flags(p: argparse.ArgumentParser) -> None:
+    """Flags that say how to reach the clusters and how a pass behaves."""
+    g = p.add_argument_group("clusters (each flag also from GITMESH_<FLAG>)")
+    g.add_argument(
+        "--central-kubeconfig",
+        type=Path,
+        default=_env("CENTRAL_KUBECONFIG"),
+        help="kubeconfig of the central cluster (default: in-cluster config)",
+    )
+    g.add_argument("--central-context", default=_env("CENTRAL_CONTEXT"))
+    g.add_argument(
+        "--kubeconfig-dir",
+        type=Path,
+        default=_env("KUBECONFIG_DIR"),
+        help="directory with a kubeconfig file per remote, named after it "
+        "(checked before the central Secrets)",
+    )
+    g.add_argument(
+        "--namespace",
+        default=_env("NAMESPACE"),
+        help="central namespace of the remotes' kubeconfig Secrets "
+        "(default: mesh.yaml's namespace)",
+    )
+    g.add_argument(
+        "--concurrency",
+        type=int,
+        default=int(_env("CONCURRENCY") or 8),
+        help="remotes reconciled in parallel (default: 8)",
+    )
+    g.add_argument(
+        "--allow-exec",
+        action="store_true",
+        default=_env("ALLOW_EXEC", "") in ("1", "true"),
+        help="allow exec credential plugins in remote kubeconfigs",
+    )
+    g.add_argument("--log-format", choices=["json", "text"], default=_env("LOG_FORMAT", "json"))
+    g.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        default=_env("LOG_LEVEL", "info"),
+    )
+
+
+def _settings(args: argparse.Namespace, **overrides: bool) -> reconcile.Settings:
+    if args.concurrency < 1:
+        raise GitmeshError("--concurrency must be at least 1")
+    return reconcile.Settings(
+        concurrency=args.concurrency,
+        allow_exec=args.allow_exec,
+        kubeconfig_dir=args.kubeconfig_dir,
+        namespace=args.namespace,
+        **overrides,
+    )
+
+
+def _central(args: argparse.Namespace) -> Cluster:
+    return Cluster("central", args.central_kubeconfig, context=args.central_context)
+
+
+def _known(branch: StatusBranch) -> list[str]:
+    return [row["remote"] for row in statusfiles.read_status(branch.read())]
+
+
+def _pass(
+    args: argparse.Namespace, settings: reconcile.Settings
+) -> tuple[reconcile.PassResult, StatusBranch, Cluster]:
+    logs.setup(fmt=args.log_format, level=args.log_level)
+    source = make_source(args)
+    snapshot = source.fetch()
+    repo = snapshot.parse()
+    branch = StatusBranch(source.cache, status_branch_name(args, repo))
+    central = _central(args)
+    result = reconcile.run_pass(
+        repo,
+        snapshot.commit,
+        central,
+        connect=reconcile.default_connect,
+        settings=settings,
+        known=_known(branch),
+    )
+    return result, branch, central
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    """Show what a pass would change, writing nothing."""
+    result, _, central = _pass(args, _settings(args, plan_only=True))
+    central.close()
+    if args.format == "json":
+        print(json.dumps(planview.as_json(result), indent=2))
+    elif args.format == "markdown":
+        print(planview.markdown(result), end="")
+    else:
+        print(planview.text(result, color=sys.stdout.isatty()), end="")
+    failed = any(
+        r.report.state in ("ReconcileFailed", "InvalidSpec") for r in result.remotes.values()
+    )
+    if failed:
+        return 1
+    if args.exit_code and result.changes:
+        return 2
+    return 0
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    """One pass: apply, then commit the status (not with --dry-run)."""
+    if not args.once:
+        print("gitmesh reconcile: pass --once (the poller is `gitmesh run`)", file=sys.stderr)
+        return 2
+    result, branch, central = _pass(args, _settings(args, dry_run=args.dry_run))
+    central.close()
+    if not args.dry_run:
+        report = result.report
+        sha = branch.write(
+            lambda cur: statusfiles.render(report, cur, reconcile.now_utc()),
+            lambda changes: statusfiles.message(report, changes),
+        )
+        logs.get().info(
+            "status committed" if sha else "status unchanged",
+            extra={"revision": report.revision[:12], "commit": sha or ""},
+        )
+    else:
+        print(planview.text(result), end="")
+    return 0 if result.all_available else 1
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     """Show each remote's state from the status branch."""
     source = make_source(args)
@@ -180,6 +306,26 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("schema", help="write the JSON Schemas of the spec files")
     p.add_argument("--out", default="schemas", help="directory to write into")
     p.set_defaults(func=cmd_schema)
+
+    p = sub.add_parser("plan", help="show what a pass would change, as JSON Patch")
+    add_source_flags(p)
+    add_cluster_flags(p)
+    p.add_argument("--format", choices=["text", "json", "markdown"], default="text")
+    p.add_argument(
+        "--exit-code", action="store_true", help="exit 2 when there are changes (0: none, 1: error)"
+    )
+    p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("reconcile", help="reconcile every remote once and commit the status")
+    add_source_flags(p)
+    add_cluster_flags(p)
+    p.add_argument("--once", action="store_true", help="one pass, then exit (0: all Available)")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="send every write as a server-side dry run; commit no status",
+    )
+    p.set_defaults(func=cmd_reconcile)
 
     p = sub.add_parser("status", help="show the remotes' state from the status branch")
     add_source_flags(p)

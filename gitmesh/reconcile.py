@@ -1,0 +1,639 @@
+"""One reconcile pass: the one place that puts the stages in order.
+
+    specs ──► observe central (pods, services, CA) ──► per remote, in parallel (bounded):
+        credentials ─► observe (one LIST per managed kind) ─► render ─► plan ─► apply,
+        component by component; a failing component stops that remote's later ones
+    ──► a PassReport for the status branch
+
+It takes its collaborators (the central `Cluster`, a `connect` factory for remotes, a
+clock) and returns plain values; it holds no state between passes, so a pass that dies
+half-way leaves nothing that blocks the next one.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gitmesh import errors, kubeconfigs, logs, meshrepo, plan, render, resources, specs
+from gitmesh.cluster import Cluster
+from gitmesh.statusfiles import ComponentReport, PassReport, RemoteReport
+
+Obj = dict[str, Any]
+Connect = Callable[[str, Mapping[str, Any]], Cluster]
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """How a pass behaves (built by the CLI from flags and environment)."""
+
+    concurrency: int = 8
+    plan_only: bool = False  # plan, write nothing (gitmesh plan)
+    dry_run: bool = False  # send every write with the server's dryRun
+    allow_exec: bool = False
+    kubeconfig_dir: Path | None = None
+    namespace: str | None = None  # where the remotes' kubeconfig Secrets live (default: mesh)
+    conflict_retries: int = 3
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteResult:
+    """A remote's report and the items planned (and, unless dry run, applied) for it."""
+
+    report: RemoteReport
+    items: tuple[plan.Item, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PassResult:
+    """What a pass did."""
+
+    report: PassReport
+    remotes: Mapping[str, RemoteResult] = field(default_factory=dict)
+
+    @property
+    def changes(self) -> int:
+        """How many planned items write something."""
+        return sum(1 for r in self.remotes.values() for i in r.items if i.changes)
+
+    @property
+    def all_available(self) -> bool:
+        """Whether every remote is Available."""
+        return all(r.state == "Available" for r in self.report.remotes.values())
+
+
+def default_connect(name: str, kubeconfig: Mapping[str, Any]) -> Cluster:
+    """Connect to a remote with its kubeconfig."""
+    return Cluster(name, kubeconfig)
+
+
+# -- central ------------------------------------------------------------------------------
+
+
+def _ready(pod: Obj) -> bool:
+    status = pod.get("status") or {}
+    if pod["metadata"].get("deletionTimestamp") or status.get("phase") != "Running":
+        return False
+    return any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in status.get("conditions") or []
+    )
+
+
+def observe_central(
+    central: Cluster, mesh: specs.Mesh, remotes: Iterable[specs.RemoteIstio]
+) -> render.Central:
+    """The central Istio pods and services, and the CA secret when a remote needs it."""
+    ns = mesh.namespace
+    pods: tuple[render.Pod, ...] = ()
+    pods_error = None
+    try:
+        listed, _ = central.list(resources.POD, namespace=ns)
+        pods = tuple(
+            render.Pod(
+                p["metadata"]["name"],
+                (p.get("status") or {}).get("podIP", ""),
+                p["metadata"].get("labels") or {},
+                _ready(p),
+            )
+            for p in listed
+        )
+    except errors.ClusterError as e:
+        pods_error = str(e)
+    services: dict[str, render.CentralService] = {}
+    try:
+        for svc in central.list(resources.SERVICE, namespace=ns)[0]:
+            spec = svc.get("spec") or {}
+            services[svc["metadata"]["name"]] = render.CentralService(
+                svc["metadata"]["name"], spec.get("selector") or {}, tuple(spec.get("ports") or ())
+            )
+    except errors.ClusterError as e:
+        pods_error = pods_error or f"cannot read the central services: {e}"
+    ca_data = None
+    ca_error = None
+    if any(r.spec.citadel.ca_secret_name is None for r in remotes):
+        try:
+            secret = central.get(resources.SECRET, ns, mesh.central.ca_secret_name)
+            ca_data = dict(secret.get("data") or {})
+        except errors.NotFound:
+            pass
+        except errors.ClusterError as e:
+            ca_error = f"cannot read the central CA secret: {e}"
+    return render.Central(
+        pods=pods, services=services, ca_data=ca_data, pods_error=pods_error, ca_error=ca_error
+    )
+
+
+def credentials(
+    name: str, central: Cluster, namespace: str, settings: Settings
+) -> tuple[dict[str, Any], Obj | None]:
+    """The remote's kubeconfig (re-read every pass) and the Secret it came from."""
+    if settings.kubeconfig_dir is not None:
+        path = settings.kubeconfig_dir / name
+        if path.is_file():
+            config = kubeconfigs.parse(path.read_text(encoding="utf-8"), where=str(path))
+            kubeconfigs.check_exec(config, where=str(path), allow_exec=settings.allow_exec)
+            return config, None
+    try:
+        secret = central.get(resources.SECRET, namespace, name)
+    except errors.NotFound:
+        where = f"{settings.kubeconfig_dir}/{name} or " if settings.kubeconfig_dir else ""
+        raise errors.CredentialsError(
+            f"no kubeconfig for remote {name!r}: create {where}the Secret {namespace}/{name} "
+            f"(kubectl create secret generic {name} -n {namespace} --from-file=<kubeconfig>)"
+        ) from None
+    config = kubeconfigs.from_secret(secret, name)
+    kubeconfigs.check_exec(
+        config, where=f"Secret {namespace}/{name}", allow_exec=settings.allow_exec
+    )
+    return config, secret
+
+
+# -- one remote ---------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Observed:
+    by_component: dict[str, list[Obj]]
+    namespaces: list[Obj]
+
+
+def observe_remote(remote: Cluster, name: str) -> _Observed:
+    """Everything gitmesh manages on the remote: one LIST per kind, plus namespaces."""
+    by_component: dict[str, list[Obj]] = {}
+    selector = resources.owner_selector(name)
+    for res in resources.MANAGED:
+        for obj in remote.list(res, label_selector=selector)[0]:
+            comp = (obj["metadata"].get("labels") or {}).get(resources.COMPONENT, "")
+            by_component.setdefault(comp, []).append(obj)
+    namespaces, _ = remote.list(resources.NAMESPACE)
+    return _Observed(by_component, namespaces)
+
+
+class _Applier:
+    """Applies planned items to one remote, re-planning an object after a conflict."""
+
+    def __init__(self, remote: Cluster, name: str, settings: Settings) -> None:
+        self.remote = remote
+        self.name = name
+        self.settings = settings
+
+    def apply(self, item: plan.Item, desired: Obj | None) -> str:
+        """Apply one item; returns what was done: created, patched, deleted or unchanged."""
+        for _ in range(self.settings.conflict_retries + 1):
+            try:
+                return self._once(item)
+            except errors.Conflict:
+                item = self._replan(item, desired)
+            except errors.NotFound:
+                if item.action == "delete":
+                    return "unchanged"
+                item = self._replan(item, desired)
+        raise errors.Conflict(
+            f"{item.ref} on {self.name} kept changing under gitmesh; gave up "
+            f"after {self.settings.conflict_retries} re-plans"
+        )
+
+    def _once(self, item: plan.Item) -> str:
+        res = resources.BY_KIND[item.ref.kind]
+        ns = item.ref.namespace or None
+        dry = self.settings.dry_run
+        if item.action == "create" and item.body is not None:
+            self.remote.create(res, item.body, dry_run=dry)
+            return "created"
+        if item.action == "patch":
+            self.remote.patch(
+                res,
+                ns,
+                item.ref.name,
+                list(item.ops),
+                resource_version=item.resource_version,
+                dry_run=dry,
+            )
+            return "patched"
+        if item.action == "delete":
+            self.remote.delete(
+                res, ns, item.ref.name, resource_version=item.resource_version, dry_run=dry
+            )
+            return "deleted"
+        return "unchanged"
+
+    def _replan(self, item: plan.Item, desired: Obj | None) -> plan.Item:
+        res = resources.BY_KIND[item.ref.kind]
+        try:
+            current = self.remote.get(res, item.ref.namespace or None, item.ref.name)
+        except errors.NotFound:
+            if desired is None:
+                return plan.Item("unchanged", item.component, item.ref)
+            return plan.component(item.component, [desired], [])[0]
+        if item.component == "injection":
+            wanted = [item.ref.name] if any(op.get("op") == "add" for op in item.ops) else []
+            found = plan.injection(wanted, [current])[0]
+            return found[0] if found else plan.Item("unchanged", item.component, item.ref)
+        if not resources.owned_by(current, self.name):
+            if item.action == "delete":
+                return plan.Item("unchanged", item.component, item.ref)
+            raise errors.Conflict(
+                f"{item.ref} exists on {self.name} and is not managed by "
+                "gitmesh; refusing to take it over"
+            )
+        return plan.component(item.component, [desired] if desired else [], [current])[0]
+
+
+def _component_items(
+    comp: render.Component, observed: _Observed, namespace: str
+) -> list[plan.Item]:
+    if comp.name == "injection":
+        return plan.injection(comp.namespaces, observed.namespaces)[0]
+    current = observed.by_component.get(comp.name, [])
+    desired = [o for o in comp.objects if o["kind"] != "Namespace"]
+    items = plan.component(comp.name, desired, current)
+    if comp.name == "common" and not any(
+        n["metadata"]["name"] == namespace for n in observed.namespaces
+    ):
+        ns = next(o for o in comp.objects if o["kind"] == "Namespace")
+        items.insert(0, plan.component("common", [ns], [])[0])
+    return items
+
+
+def _apply_component(
+    applier: _Applier, comp: render.Component, items: Sequence[plan.Item]
+) -> ComponentReport:
+    desired = {plan.Ref.of(o): o for o in comp.objects}
+    counts = {"created": 0, "patched": 0, "deleted": 0}
+    log = logs.get()
+    for item in items:
+        if not item.changes or applier.settings.plan_only:
+            continue
+        done = applier.apply(item, desired.get(item.ref))
+        if done in counts:
+            counts[done] += 1
+            log.info(
+                "%s %s", done, item.ref, extra={"remote": applier.name, "component": comp.name}
+            )
+    objects = len(comp.namespaces) if comp.name == "injection" else len(comp.objects)
+    return ComponentReport(
+        comp.name,
+        "Ready",
+        objects=objects,
+        created=counts["created"],
+        patched=counts["patched"],
+        deleted=counts["deleted"],
+    )
+
+
+def reconcile_remote(
+    name: str,
+    spec: specs.RemoteIstio,
+    *,
+    mesh: specs.Mesh,
+    central_state: render.Central,
+    central: Cluster,
+    connect: Connect,
+    settings: Settings,
+    revision: str,
+) -> RemoteResult:
+    """Make one remote match its spec; never raises (failures become the report)."""
+    log = logs.get()
+    ctx = {"remote": name, "revision": revision[:12]}
+    log.info("reconciling remote istio", extra=ctx)
+    namespace = settings.namespace or mesh.namespace
+    try:
+        config, secret = credentials(name, central, namespace, settings)
+        rendered = render.remote(spec, mesh, central_state)
+        with connect(name, config) as remote:
+            observed = observe_remote(remote, name)
+            applier = _Applier(remote, name, settings)
+            reports: list[ComponentReport] = []
+            all_items: list[plan.Item] = []
+            failure: str | None = None
+            for comp in rendered.components:
+                if failure is not None:
+                    reports.append(ComponentReport(comp.name, "Skipped"))
+                    continue
+                log.info("reconciling", extra={**ctx, "component": comp.name})
+                if comp.error:
+                    failure = comp.error
+                    reports.append(ComponentReport(comp.name, "Failed", error=comp.error))
+                    log.error(
+                        "component failed",
+                        extra={**ctx, "component": comp.name, "error": comp.error},
+                    )
+                    continue
+                items = _component_items(comp, observed, rendered.namespace)
+                all_items += items
+                try:
+                    reports.append(_apply_component(applier, comp, items))
+                    log.info("reconciled", extra={**ctx, "component": comp.name})
+                except errors.ClusterError as e:
+                    failure = str(e)
+                    reports.append(ComponentReport(comp.name, "Failed", error=failure))
+                    log.error(
+                        "component failed", extra={**ctx, "component": comp.name, "error": failure}
+                    )
+            # Objects labelled with a component gitmesh no longer has.
+            stray = plan.component(
+                "stray",
+                [],
+                [
+                    o
+                    for comp_name, objs in observed.by_component.items()
+                    if comp_name not in resources.COMPONENTS
+                    for o in objs
+                ],
+            )
+            all_items += stray
+            if failure is None and not settings.plan_only:
+                try:
+                    for item in stray:
+                        applier.apply(item, None)
+                except errors.ClusterError as e:
+                    failure = str(e)
+    except errors.GitmeshError as e:
+        log.error("remote istio failed", extra={**ctx, "error": str(e)})
+        return RemoteResult(RemoteReport(name, "ReconcileFailed", message=str(e), error=str(e)))
+    if failure is not None:
+        return RemoteResult(
+            RemoteReport(
+                name,
+                "ReconcileFailed",
+                message=failure,
+                components=tuple(reports),
+                error=failure,
+                endpoints=rendered.endpoints if central_state.pods_error is None else None,
+            ),
+            tuple(all_items),
+        )
+    if settings.plan_only:
+        return RemoteResult(
+            RemoteReport(name, "Planned", components=tuple(reports), endpoints=rendered.endpoints),
+            tuple(all_items),
+        )
+    if secret is not None and not settings.dry_run:
+        _mark_multicluster(central, secret, ctx)
+    log.info("remote istio reconciled", extra=ctx)
+    return RemoteResult(
+        RemoteReport(name, "Available", components=tuple(reports), endpoints=rendered.endpoints),
+        tuple(all_items),
+    )
+
+
+def _mark_multicluster(central: Cluster, secret: Obj, ctx: Mapping[str, Any]) -> None:
+    """Label the kubeconfig Secret so the central pilot discovers the remote registry."""
+    labels = secret["metadata"].get("labels") or {}
+    if labels.get(resources.MULTICLUSTER) == "true":
+        return
+    key = resources.MULTICLUSTER.replace("/", "~1")
+    ops = (
+        [{"op": "add", "path": f"/metadata/labels/{key}", "value": "true"}]
+        if labels
+        else [{"op": "add", "path": "/metadata/labels", "value": {resources.MULTICLUSTER: "true"}}]
+    )
+    try:
+        central.patch(
+            resources.SECRET,
+            secret["metadata"]["namespace"],
+            secret["metadata"]["name"],
+            ops,
+            resource_version=secret["metadata"].get("resourceVersion"),
+        )
+    except errors.ClusterError as e:
+        logs.get().warning("cannot label the kubeconfig secret", extra={**ctx, "error": str(e)})
+
+
+def prune_remote(
+    name: str, central: Cluster, connect: Connect, settings: Settings, namespace: str
+) -> RemoteResult:
+    """Remove everything gitmesh made on a remote whose spec left the repository."""
+    log = logs.get()
+    try:
+        config, _ = credentials(name, central, namespace, settings)
+        with connect(name, config) as remote:
+            observed = observe_remote(remote, name)
+            applier = _Applier(remote, name, settings)
+            items: list[plan.Item] = []
+            for comp_name in reversed(resources.COMPONENTS):
+                if comp_name == "injection":
+                    items += plan.injection([], observed.namespaces)[0]
+                else:
+                    items += plan.component(comp_name, [], observed.by_component.get(comp_name, []))
+            stray = [
+                o
+                for c, objs in observed.by_component.items()
+                if c not in resources.COMPONENTS
+                for o in objs
+            ]
+            items += plan.component("stray", [], stray)
+            items += _prune_namespaces(remote, name, observed)
+            for item in [] if settings.plan_only else items:
+                applier.apply(item, None)
+                log.info("pruned %s", item.ref, extra={"remote": name, "component": item.component})
+    except errors.GitmeshError as e:
+        return RemoteResult(
+            RemoteReport(
+                name, "ReconcileFailed", message=f"cannot prune a removed remote: {e}", error=str(e)
+            )
+        )
+    return RemoteResult(
+        RemoteReport(
+            name,
+            "Removed",
+            message="spec removed from the repository; everything gitmesh made is pruned",
+        ),
+        tuple(items),
+    )
+
+
+def _prune_namespaces(remote: Cluster, name: str, observed: _Observed) -> list[plan.Item]:
+    """Namespaces gitmesh created go too — only when nothing but gitmesh's objects (and
+    what Kubernetes puts in every namespace) is in them."""
+    out = []
+    for ns in observed.namespaces:
+        if not resources.owned_by(ns, name):
+            continue
+        ns_name = ns["metadata"]["name"]
+        foreign = False
+        for res in (*resources.MANAGED[:6], resources.POD):
+            if not res.namespaced:
+                continue
+            for obj in remote.list(res, namespace=ns_name)[0]:
+                if resources.owned_by(obj, name):
+                    continue
+                if (obj["kind"], obj["metadata"]["name"]) in (
+                    ("ServiceAccount", "default"),
+                    ("ConfigMap", "kube-root-ca.crt"),
+                ):
+                    continue
+                foreign = True
+                break
+            if foreign:
+                break
+        if not foreign:
+            out.append(
+                plan.Item(
+                    "delete",
+                    "common",
+                    plan.Ref.of(ns),
+                    resource_version=ns["metadata"].get("resourceVersion"),
+                )
+            )
+    return out
+
+
+# -- the pass -----------------------------------------------------------------------------
+
+
+def run_pass(
+    repo: meshrepo.Repo,
+    revision: str,
+    central: Cluster,
+    *,
+    connect: Connect,
+    settings: Settings,
+    known: Iterable[str] = (),
+) -> PassResult:
+    """Reconcile every remote of `repo`; prune the `known` remotes that left it.
+
+    An invalid mesh.yaml aborts the pass before anything is touched; an invalid remote is
+    reported InvalidSpec and left alone (never pruned).
+    """
+    if repo.mesh is None:
+        raise errors.SpecError([p for p in repo.problems if p.file == meshrepo.MESH_FILE])
+    mesh = repo.mesh
+    namespace = settings.namespace or mesh.namespace
+    log = logs.get()
+    central_state = observe_central(central, mesh, repo.remotes.values())
+    results: dict[str, RemoteResult] = {}
+    for name, problems in repo.invalid.items():
+        message = "; ".join(str(p) for p in problems)
+        log.error("invalid spec", extra={"remote": name, "error": message})
+        results[name] = RemoteResult(RemoteReport(name, "InvalidSpec", message=message))
+    gone = sorted(set(known) - set(repo.remotes) - set(repo.invalid))
+    with ThreadPoolExecutor(
+        max_workers=max(1, settings.concurrency), thread_name_prefix="remote"
+    ) as pool:
+        futures = {
+            name: pool.submit(
+                reconcile_remote,
+                name,
+                spec,
+                mesh=mesh,
+                central_state=central_state,
+                central=central,
+                connect=connect,
+                settings=settings,
+                revision=revision,
+            )
+            for name, spec in sorted(repo.remotes.items())
+        }
+        pruning = {
+            name: pool.submit(prune_remote, name, central, connect, settings, namespace)
+            for name in gone
+        }
+        for name, fut in futures.items():
+            results[name] = fut.result()
+        removed = []
+        for name, fut in pruning.items():
+            result = fut.result()
+            if result.report.state == "Removed":
+                removed.append(name)
+                results[name] = RemoteResult(result.report, result.items)
+            else:
+                results[name] = result
+    reports = {n: r.report for n, r in results.items() if r.report.state != "Removed"}
+    return PassResult(PassReport(revision, reports, removed=tuple(removed)), results)
+
+
+def endpoints_only(
+    repo: meshrepo.Repo,
+    central: Cluster,
+    *,
+    connect: Connect,
+    settings: Settings,
+    names: Iterable[str],
+) -> dict[str, RemoteResult]:
+    """Update just the Endpoints of some remotes (the hot path of `gitmesh run`)."""
+    mesh = repo.mesh
+    if mesh is None:
+        return {}
+    central_state = observe_central(central, mesh, [])
+    out = {}
+    for name in names:
+        spec = repo.remotes.get(name)
+        if spec is None:
+            continue
+        out[name] = _endpoints(
+            name,
+            spec,
+            mesh=mesh,
+            state=central_state,
+            central=central,
+            connect=connect,
+            settings=settings,
+        )
+    return out
+
+
+def _endpoints(
+    name: str,
+    spec: specs.RemoteIstio,
+    *,
+    mesh: specs.Mesh,
+    state: render.Central,
+    central: Cluster,
+    connect: Connect,
+    settings: Settings,
+) -> RemoteResult:
+    comp, snapshot = render.endpoints(spec, mesh, state)
+    if comp.error:
+        return RemoteResult(
+            RemoteReport(name, "ReconcileFailed", message=comp.error, error=comp.error)
+        )
+    desired = [o for o in comp.objects if o["kind"] == "Endpoints"]
+    namespace = settings.namespace or mesh.namespace
+    try:
+        config, _ = credentials(name, central, namespace, settings)
+        with connect(name, config) as remote:
+            res = resources.BY_KIND["Endpoints"]
+            current, _ = remote.list(res, label_selector=resources.owner_selector(name))
+            current = [
+                o
+                for o in current
+                if (o["metadata"].get("labels") or {}).get(resources.COMPONENT) == "services"
+            ]
+            items = [
+                i for i in plan.component("services", desired, current) if i.action != "delete"
+            ]
+            applier = _Applier(remote, name, settings)
+            by_ref = {plan.Ref.of(o): o for o in desired}
+            patched = sum(
+                1 for i in items if i.changes and applier.apply(i, by_ref.get(i.ref)) != "unchanged"
+            )
+    except errors.GitmeshError as e:
+        return RemoteResult(RemoteReport(name, "ReconcileFailed", message=str(e), error=str(e)))
+    return RemoteResult(
+        RemoteReport(
+            name,
+            "Available",
+            endpoints=snapshot,
+            components=(
+                ComponentReport("services", "Ready", objects=len(desired), patched=patched),
+            ),
+        ),
+        tuple(items),
+    )
+
+
+def b64(text: str) -> str:
+    """Base64 of UTF-8 text (for Secrets built in tests and the demo)."""
+    return base64.b64encode(text.encode()).decode()
+
+
+def now_utc() -> str:
+    """The current time, as the status branch writes it."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

@@ -1,0 +1,680 @@
+"""The desired objects of one remote, component by component. Pure.
+
+Inputs are the RemoteIstio spec, `mesh.yaml` and what was observed on the central cluster
+(`Central`); the output is plain Kubernetes objects (dicts) with gitmesh's ownership
+labels, in component order: common, citadel, sidecarinjector, services, injection. Every
+spec field lands somewhere in the output (tests/unit/test_render.py checks each one).
+Objects never carry fields a server would drop (empty `subsets`), so that reading them
+back shows no drift.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from gitmesh import resources, selectors, specs
+
+Obj = dict[str, Any]
+CITADEL = "istio-citadel"
+INJECTOR = "istio-sidecar-injector"
+CACERTS = "cacerts"
+
+
+@dataclass(frozen=True, slots=True)
+class Pod:
+    """A central pod as the endpoints need it."""
+
+    name: str
+    ip: str
+    labels: Mapping[str, str]
+    ready: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CentralService:
+    """A central Service: its selector and ports (the defaults for an enabled service)."""
+
+    name: str
+    selector: Mapping[str, str]
+    ports: tuple[Mapping[str, Any], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Central:
+    """What the central cluster looks like, as far as rendering needs it."""
+
+    pods: tuple[Pod, ...] = ()
+    services: Mapping[str, CentralService] = field(default_factory=dict)
+    ca_data: Mapping[str, str] | None = None  # base64 values of the central CA secret
+    pods_error: str | None = None
+    ca_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Component:
+    """The desired objects of one component, or why they cannot be rendered."""
+
+    name: str
+    objects: tuple[Obj, ...] = ()
+    error: str | None = None
+    # injection only: namespaces to label for sidecar injection
+    namespaces: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """Everything a remote should have, and its endpoints snapshot."""
+
+    namespace: str
+    components: tuple[Component, ...]
+    endpoints: Mapping[str, tuple[str, ...]] | None
+
+
+def _meta(ctx: _Ctx, name: str, component: str, *, namespaced: bool = True) -> Obj:
+    labels = {
+        **ctx.remote.metadata.labels,
+        resources.MANAGED_BY: "gitmesh",
+        resources.REMOTE: ctx.remote.metadata.name,
+        resources.COMPONENT: component,
+    }
+    meta: Obj = {"name": name, "labels": labels}
+    if ctx.remote.metadata.annotations:
+        meta["annotations"] = dict(ctx.remote.metadata.annotations)
+    if namespaced:
+        meta["namespace"] = ctx.namespace
+    return meta
+
+
+@dataclass(frozen=True, slots=True)
+class _Ctx:
+    remote: specs.RemoteIstio
+    mesh: specs.Mesh
+    central: Central
+    namespace: str
+
+    @property
+    def spec(self) -> specs.RemoteIstioSpec:
+        return self.remote.spec
+
+    def enabled(self, service: str) -> bool:
+        return any(s.name == service for s in self.spec.enabled_services)
+
+    def resources_for(self, own: specs.ResourceRequirements | None) -> Obj:
+        chosen = own or self.spec.default_resources
+        return chosen.wire() if chosen else {}
+
+    def address(self, service: str, port: int, *, fqdn: bool = False) -> str:
+        override = getattr(self.mesh.central.addresses, service.removeprefix("istio-"), None)
+        if override:
+            return str(override)
+        host = f"{service}.{self.namespace}"
+        if fqdn:
+            host += f".svc.{self.mesh.central.cluster_domain}"
+        return f"{host}:{port}"
+
+
+def _mesh_config(ctx: _Ctx) -> str:
+    secure = ctx.spec.control_plane_security_enabled
+    default: Obj = {
+        "binaryPath": "/usr/local/bin/envoy",
+        "configPath": "/etc/istio/proxy",
+        "connectTimeout": "10s",
+        "controlPlaneAuthPolicy": "MUTUAL_TLS" if secure else "NONE",
+        "discoveryAddress": ctx.address("istio-pilot", 15011 if secure else 15010),
+        "drainDuration": "45s",
+        "parentShutdownDuration": "1m0s",
+        "proxyAdminPort": 15000,
+        "serviceCluster": "istio-proxy",
+    }
+    if ctx.enabled("zipkin") or ctx.mesh.central.addresses.zipkin:
+        default["zipkinAddress"] = ctx.address("zipkin", 9411)
+    config: Obj = {
+        "defaultConfig": default,
+        "enableTracing": True,
+        "accessLogFile": "/dev/stdout",
+        "authPolicy": "MUTUAL_TLS" if secure else "NONE",
+        "sdsUdsPath": "",
+        "trustDomain": ctx.mesh.central.cluster_domain,
+    }
+    mixer_port = 15004 if secure else 9091
+    if ctx.enabled("istio-policy") or ctx.mesh.central.addresses.policy:
+        config["mixerCheckServer"] = ctx.address("istio-policy", mixer_port, fqdn=True)
+    else:
+        config["disablePolicyChecks"] = True
+    if ctx.enabled("istio-telemetry") or ctx.mesh.central.addresses.telemetry:
+        config["mixerReportServer"] = ctx.address("istio-telemetry", mixer_port, fqdn=True)
+    return yaml.safe_dump(config, sort_keys=True)
+
+
+def common(ctx: _Ctx) -> Component:
+    """The namespace (created only if missing) and the mesh config ConfigMap `istio`."""
+    ns = {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": _meta(ctx, ctx.namespace, "common", namespaced=False),
+    }
+    mesh = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _meta(ctx, "istio", "common"),
+        "data": {"mesh": _mesh_config(ctx)},
+    }
+    return Component("common", (ns, mesh))
+
+
+def _rbac(ctx: _Ctx, base: str, component: str, rules: list[Obj]) -> tuple[Obj, ...]:
+    sa_name = f"{base}-service-account"
+    cluster_name = f"{base}-{ctx.namespace}"
+    return (
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(ctx, sa_name, component)},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": _meta(ctx, cluster_name, component, namespaced=False),
+            "rules": rules,
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": _meta(ctx, cluster_name, component, namespaced=False),
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": cluster_name,
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": sa_name, "namespace": ctx.namespace}],
+        },
+    )
+
+
+def _deployment(
+    ctx: _Ctx,
+    name: str,
+    component: str,
+    app: str,
+    *,
+    replicas: int,
+    container: Obj,
+    volumes: list[Obj],
+    node_selector: Mapping[str, str],
+) -> Obj:
+    labels = {"istio": app, "app": app}
+    pod_spec: Obj = {
+        "serviceAccountName": f"{name}-service-account",
+        "containers": [container],
+        "volumes": volumes,
+    }
+    if node_selector:
+        pod_spec["nodeSelector"] = dict(sorted(node_selector.items()))
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(ctx, name, component),
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels, "annotations": {"sidecar.istio.io/inject": "false"}},
+                "spec": pod_spec,
+            },
+        },
+    }
+
+
+def _service(ctx: _Ctx, name: str, component: str, app: str, ports: list[Obj]) -> Obj:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(ctx, name, component),
+        "spec": {"selector": {"istio": app}, "ports": ports},
+    }
+
+
+def citadel(ctx: _Ctx) -> Component:
+    """Citadel, signing workload certificates with the central CA (Secret `cacerts`)."""
+    conf = ctx.spec.citadel
+    ca_secret = conf.ca_secret_name or CACERTS
+    rules = [
+        {
+            "apiGroups": [""],
+            "resources": ["secrets"],
+            "verbs": ["create", "get", "watch", "list", "update", "delete"],
+        },
+        {
+            "apiGroups": [""],
+            "resources": ["serviceaccounts", "services"],
+            "verbs": ["get", "watch", "list"],
+        },
+    ]
+    container: Obj = {
+        "name": "citadel",
+        "image": conf.image or ctx.mesh.images.citadel,
+        "imagePullPolicy": "IfNotPresent",
+        "args": [
+            "--append-dns-names=true",
+            "--grpc-port=8060",
+            "--grpc-hostname=citadel",
+            f"--citadel-storage-namespace={ctx.namespace}",
+            f"--custom-dns-names=istio-pilot-service-account.{ctx.namespace}:"
+            f"istio-pilot.{ctx.namespace}",
+            "--self-signed-ca=false",
+            "--signing-cert=/etc/cacerts/ca-cert.pem",
+            "--signing-key=/etc/cacerts/ca-key.pem",
+            "--root-cert=/etc/cacerts/root-cert.pem",
+            "--cert-chain=/etc/cacerts/cert-chain.pem",
+        ],
+        "ports": [
+            {"containerPort": 8060, "name": "grpc-citadel"},
+            {"containerPort": 9093, "name": "http-monitoring"},
+        ],
+        "volumeMounts": [{"name": "cacerts", "mountPath": "/etc/cacerts", "readOnly": True}],
+    }
+    res = ctx.resources_for(conf.resources)
+    if res:
+        container["resources"] = res
+    objects: list[Obj] = [*_rbac(ctx, CITADEL, "citadel", rules)]
+    objects.append(
+        _deployment(
+            ctx,
+            CITADEL,
+            "citadel",
+            "citadel",
+            replicas=conf.replica_count
+            if conf.replica_count is not None
+            else ctx.mesh.replicas.citadel,
+            container=container,
+            volumes=[{"name": "cacerts", "secret": {"secretName": ca_secret, "optional": False}}],
+            node_selector=conf.node_selector,
+        )
+    )
+    objects.append(
+        _service(
+            ctx,
+            CITADEL,
+            "citadel",
+            "citadel",
+            [
+                {"name": "grpc-citadel", "port": 8060, "targetPort": 8060, "protocol": "TCP"},
+                {"name": "http-monitoring", "port": 9093, "targetPort": 9093, "protocol": "TCP"},
+            ],
+        )
+    )
+    if conf.ca_secret_name is None:
+        if ctx.central.ca_data is None:
+            return Component(
+                "citadel",
+                error=ctx.central.ca_error
+                or (
+                    f"the central CA secret {ctx.mesh.namespace}/{ctx.mesh.central.ca_secret_name} "
+                    "was not found; create it or set citadel.caSecretName"
+                ),
+            )
+        data = ctx.central.ca_data
+        missing = [k for k in ("ca-cert.pem", "ca-key.pem") if k not in data]
+        if missing:
+            return Component(
+                "citadel",
+                error=(
+                    f"the central CA secret {ctx.mesh.namespace}/{ctx.mesh.central.ca_secret_name} "
+                    f"lacks {', '.join(missing)}"
+                ),
+            )
+        cacerts = {
+            "ca-cert.pem": data["ca-cert.pem"],
+            "ca-key.pem": data["ca-key.pem"],
+            "root-cert.pem": data.get("root-cert.pem", data["ca-cert.pem"]),
+            "cert-chain.pem": data.get("cert-chain.pem", data["ca-cert.pem"]),
+        }
+        objects.insert(
+            0,
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "type": "Opaque",
+                "metadata": _meta(ctx, CACERTS, "citadel"),
+                "data": cacerts,
+            },
+        )
+    return Component("citadel", tuple(objects))
+
+
+def _injector_template(ctx: _Ctx) -> str:
+    """The sidecar template (Istio 1.0 format; `[[ ]]` is expanded per pod by the injector)."""
+    spec = ctx.spec
+    secure = spec.control_plane_security_enabled
+    proxy_res = ctx.resources_for(spec.proxy.resources)
+    res_yaml = yaml.safe_dump(
+        {"resources": proxy_res} if proxy_res else {"resources": {}}, sort_keys=True
+    ).strip()
+    core_dump = (
+        "\n  - name: enable-core-dump\n    image: busybox\n"
+        '    command: ["/bin/sh"]\n'
+        '    args: ["-c", "sysctl -w kernel.core_pattern=/var/lib/istio/core.proxy '
+        '&& ulimit -c unlimited"]\n    securityContext:\n      privileged: true'
+        if spec.proxy.enable_core_dump
+        else ""
+    )
+    return f"""initContainers:
+- name: istio-init
+  image: {ctx.mesh.images.proxy_init}
+  args:
+  - "-p"
+  - [[ .MeshConfig.ProxyListenPort ]]
+  - "-u"
+  - 1337
+  - "-m"
+  - [[ annotation .ObjectMeta `sidecar.istio.io/interceptionMode` .ProxyConfig.InterceptionMode ]]
+  - "-i"
+  - "[[ annotation .ObjectMeta `traffic.sidecar.istio.io/includeOutboundIPRanges` "{spec.include_ip_ranges}" ]]"
+  - "-x"
+  - "[[ annotation .ObjectMeta `traffic.sidecar.istio.io/excludeOutboundIPRanges` "{spec.exclude_ip_ranges}" ]]"
+  - "-b"
+  - "[[ annotation .ObjectMeta `traffic.sidecar.istio.io/includeInboundPorts` (includeInboundPorts .Spec.Containers) ]]"
+  imagePullPolicy: IfNotPresent
+  securityContext:
+    capabilities:
+      add:
+      - NET_ADMIN
+  restartPolicy: Always{core_dump}
+containers:
+- name: istio-proxy
+  image: [[ annotation .ObjectMeta `sidecar.istio.io/proxyImage` "{spec.proxy.image or ctx.mesh.images.proxy}" ]]
+  args:
+  - proxy
+  - sidecar
+  - --configPath
+  - [[ .ProxyConfig.ConfigPath ]]
+  - --binaryPath
+  - [[ .ProxyConfig.BinaryPath ]]
+  - --serviceCluster
+  - [[ .ProxyConfig.ServiceCluster ]]
+  - --drainDuration
+  - [[ formatDuration .ProxyConfig.DrainDuration ]]
+  - --parentShutdownDuration
+  - [[ formatDuration .ProxyConfig.ParentShutdownDuration ]]
+  - --discoveryAddress
+  - [[ .ProxyConfig.DiscoveryAddress ]]
+  - --connectTimeout
+  - [[ formatDuration .ProxyConfig.ConnectTimeout ]]
+  - --proxyAdminPort
+  - [[ .ProxyConfig.ProxyAdminPort ]]
+  - --controlPlaneAuthPolicy
+  - [[ annotation .ObjectMeta `sidecar.istio.io/controlPlaneAuthPolicy` "{"MUTUAL_TLS" if secure else "NONE"}" ]]
+  env:
+  - name: POD_NAME
+    valueFrom:
+      fieldRef:
+        fieldPath: metadata.name
+  - name: POD_NAMESPACE
+    valueFrom:
+      fieldRef:
+        fieldPath: metadata.namespace
+  - name: INSTANCE_IP
+    valueFrom:
+      fieldRef:
+        fieldPath: status.podIP
+  imagePullPolicy: IfNotPresent
+  securityContext:
+    readOnlyRootFilesystem: true
+    runAsUser: 1337
+  {res_yaml.replace(chr(10), chr(10) + "  ")}
+  volumeMounts:
+  - mountPath: /etc/istio/proxy
+    name: istio-envoy
+  - mountPath: /etc/certs/
+    name: istio-certs
+    readOnly: true
+volumes:
+- emptyDir:
+    medium: Memory
+  name: istio-envoy
+- name: istio-certs
+  secret:
+    optional: true
+    secretName: [[ printf "istio.%s" .Spec.ServiceAccountName ]]
+"""
+
+
+def sidecarinjector(ctx: _Ctx) -> Component:
+    """The sidecar injector and its webhook, for namespaces labelled istio-injection=enabled."""
+    conf = ctx.spec.sidecar_injector
+    rules = [
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"]},
+        {
+            "apiGroups": ["admissionregistration.k8s.io"],
+            "resources": ["mutatingwebhookconfigurations"],
+            "verbs": ["get", "list", "watch", "patch"],
+        },
+    ]
+    config = yaml.safe_dump(
+        {"policy": "enabled", "template": _injector_template(ctx)}, sort_keys=True, width=1000
+    )
+    container: Obj = {
+        "name": "sidecar-injector-webhook",
+        "image": conf.image or ctx.mesh.images.sidecar_injector,
+        "imagePullPolicy": "IfNotPresent",
+        "args": [
+            "--caCertFile=/etc/istio/certs/root-cert.pem",
+            "--tlsCertFile=/etc/istio/certs/cert-chain.pem",
+            "--tlsKeyFile=/etc/istio/certs/key.pem",
+            "--injectConfig=/etc/istio/inject/config",
+            "--meshConfig=/etc/istio/config/mesh",
+            "--healthCheckInterval=2s",
+            "--healthCheckFile=/health",
+        ],
+        "volumeMounts": [
+            {"name": "config-volume", "mountPath": "/etc/istio/config", "readOnly": True},
+            {"name": "certs", "mountPath": "/etc/istio/certs", "readOnly": True},
+            {"name": "inject-config", "mountPath": "/etc/istio/inject", "readOnly": True},
+        ],
+    }
+    if conf.rewrite_app_http_probe:
+        container["args"].append("--rewriteAppHTTPProbe=true")
+    res = ctx.resources_for(conf.resources)
+    if res:
+        container["resources"] = res
+    objects: list[Obj] = [*_rbac(ctx, INJECTOR, "sidecarinjector", rules)]
+    objects.append(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": _meta(ctx, INJECTOR, "sidecarinjector"),
+            "data": {"config": config},
+        }
+    )
+    objects.append(
+        _deployment(
+            ctx,
+            INJECTOR,
+            "sidecarinjector",
+            "sidecar-injector",
+            replicas=conf.replica_count
+            if conf.replica_count is not None
+            else ctx.mesh.replicas.sidecar_injector,
+            container=container,
+            volumes=[
+                {"name": "config-volume", "configMap": {"name": "istio"}},
+                {"name": "certs", "secret": {"secretName": f"istio.{INJECTOR}-service-account"}},
+                {
+                    "name": "inject-config",
+                    "configMap": {"name": INJECTOR, "items": [{"key": "config", "path": "config"}]},
+                },
+            ],
+            node_selector=conf.node_selector,
+        )
+    )
+    objects.append(
+        _service(
+            ctx,
+            INJECTOR,
+            "sidecarinjector",
+            "sidecar-injector",
+            [{"port": 443, "targetPort": 443, "protocol": "TCP"}],
+        )
+    )
+    objects.append(
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "MutatingWebhookConfiguration",
+            "metadata": _meta(
+                ctx, f"{INJECTOR}-{ctx.namespace}", "sidecarinjector", namespaced=False
+            ),
+            "webhooks": [
+                {
+                    "name": "sidecar-injector.istio.io",
+                    "clientConfig": {
+                        "service": {"name": INJECTOR, "namespace": ctx.namespace, "path": "/inject"}
+                    },
+                    "rules": [
+                        {
+                            "operations": ["CREATE"],
+                            "apiGroups": [""],
+                            "apiVersions": ["v1"],
+                            "resources": ["pods"],
+                        }
+                    ],
+                    "failurePolicy": "Fail",
+                    "sideEffects": "None",
+                    "admissionReviewVersions": ["v1beta1", "v1"],
+                    "namespaceSelector": {"matchLabels": {resources.INJECTION: "enabled"}},
+                }
+            ],
+        }
+    )
+    return Component("sidecarinjector", tuple(objects))
+
+
+def _ports(ctx: _Ctx, entry: specs.IstioService) -> list[Obj]:
+    if entry.ports:
+        out = []
+        for p in entry.ports:
+            port: Obj = {
+                "port": p.port,
+                "protocol": p.protocol,
+                "targetPort": p.target_port if p.target_port is not None else p.port,
+            }
+            if p.name:
+                port["name"] = p.name
+            out.append(port)
+        return out
+    central = ctx.central.services.get(entry.name)
+    if central is None:
+        return []
+    defaults = []
+    for cp in central.ports:
+        port = {
+            "port": cp["port"],
+            "protocol": cp.get("protocol", "TCP"),
+            "targetPort": cp.get("targetPort", cp["port"]),
+        }
+        if cp.get("name"):
+            port["name"] = cp["name"]
+        defaults.append(port)
+    return defaults
+
+
+def _endpoint_port(port: Obj) -> int:
+    target = port.get("targetPort")
+    return target if isinstance(target, int) else int(port["port"])
+
+
+def _host(ip: str) -> str:
+    return f"[{ip}]" if ":" in ip else ip
+
+
+def _ip_key(ip: str) -> tuple[int, int]:
+    addr = ipaddress.ip_address(ip)
+    return (addr.version, int(addr))
+
+
+def _selector(ctx: _Ctx, entry: specs.IstioService) -> tuple[selectors.Requirement, ...] | None:
+    if entry.label_selector:
+        return selectors.parse_labels(entry.label_selector)
+    central = ctx.central.services.get(entry.name)
+    if central and central.selector:
+        return selectors.from_match_labels(central.selector)
+    return None
+
+
+def services(ctx: _Ctx) -> tuple[Component, Mapping[str, tuple[str, ...]] | None]:
+    """A selector-less headless Service and its Endpoints per enabled service."""
+    if ctx.central.pods_error:
+        return Component(
+            "services",
+            error=f"cannot read the central Istio pods: "
+            f"{ctx.central.pods_error}; the remotes' Endpoints are left as they "
+            "are",
+        ), None
+    objects: list[Obj] = []
+    snapshot: dict[str, tuple[str, ...]] = {}
+    for entry in ctx.spec.enabled_services:
+        ports = _ports(ctx, entry)
+        svc_spec: Obj = {"clusterIP": "None"}
+        if ports:
+            svc_spec["ports"] = ports
+        objects.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": _meta(ctx, entry.name, "services"),
+                "spec": svc_spec,
+            }
+        )
+        reqs = _selector(ctx, entry)
+        ips = {str(ip) for ip in entry.pod_ips}
+        if reqs is not None:
+            ips |= {
+                p.ip
+                for p in ctx.central.pods
+                if p.ready and p.ip and selectors.matches(reqs, p.labels)
+            }
+        addresses = [{"ip": ip} for ip in sorted(ips, key=_ip_key)]
+        endpoints: Obj = {
+            "apiVersion": "v1",
+            "kind": "Endpoints",
+            "metadata": _meta(ctx, entry.name, "services"),
+        }
+        ep_ports = []
+        for p in ports:
+            ep: Obj = {"port": _endpoint_port(p), "protocol": p["protocol"]}
+            if p.get("name"):
+                ep["name"] = p["name"]
+            ep_ports.append(ep)
+        if addresses:
+            subset: Obj = {"addresses": addresses}
+            if ep_ports:
+                subset["ports"] = ep_ports
+            endpoints["subsets"] = [subset]
+        objects.append(endpoints)
+        snapshot[entry.name] = (
+            tuple(f"{_host(a['ip'])}:{p['port']}" for a in addresses for p in ep_ports)
+            if ep_ports
+            else tuple(a["ip"] for a in addresses)
+        )
+    return Component("services", tuple(objects)), snapshot
+
+
+def endpoints(
+    spec: specs.RemoteIstio, mesh: specs.Mesh, central: Central
+) -> tuple[Component, Mapping[str, tuple[str, ...]] | None]:
+    """Just the `services` component (Services and Endpoints) and the snapshot."""
+    return services(_Ctx(spec, mesh, central, specs.remote_namespace(spec, mesh)))
+
+
+def remote(spec: specs.RemoteIstio, mesh: specs.Mesh, central: Central) -> Rendered:
+    """The desired state of one remote."""
+    ctx = _Ctx(spec, mesh, central, specs.remote_namespace(spec, mesh))
+    svc, snapshot = services(ctx)
+    components = (
+        common(ctx),
+        citadel(ctx),
+        sidecarinjector(ctx),
+        svc,
+        Component("injection", namespaces=tuple(spec.spec.auto_injection_namespaces)),
+    )
+    return Rendered(namespace=ctx.namespace, components=components, endpoints=snapshot)

@@ -1,0 +1,170 @@
+"""A simulated Istio mesh on localkube: the central control plane's pods, services and CA
+secret, the remotes' kubeconfig Secrets, and remote clusters prepared as the seed's
+walkthrough prepares them. Used by the tests, the benchmarks and `gitmesh demo`; shipped
+so users can try their own mesh repositories against it.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from gitmesh.localkube import Server, tlsgen
+
+NAMESPACE = "istio-system"
+CA_SECRET = "istio-ca-secret"  # noqa: S105 - a Secret's name
+
+# name -> (pod labels, service selector, service ports)
+ISTIO: dict[str, tuple[dict[str, str], dict[str, str], list[dict[str, Any]]]] = {
+    "istio-pilot": (
+        {"istio": "pilot", "app": "pilot"},
+        {"istio": "pilot"},
+        [
+            {"name": "grpc-xds", "port": 15010},
+            {"name": "https-xds", "port": 15011},
+            {"name": "http-legacy-discovery", "port": 8080},
+            {"name": "http-monitoring", "port": 9093},
+        ],
+    ),
+    "istio-policy": (
+        {"istio": "mixer", "istio-mixer-type": "policy", "app": "policy"},
+        {"istio": "mixer", "istio-mixer-type": "policy"},
+        [{"name": "grpc-mixer", "port": 9091}, {"name": "grpc-mixer-mtls", "port": 15004}],
+    ),
+    "istio-telemetry": (
+        {"istio": "mixer", "istio-mixer-type": "telemetry", "app": "telemetry"},
+        {"istio": "mixer", "istio-mixer-type": "telemetry"},
+        [{"name": "grpc-mixer", "port": 9091}, {"name": "grpc-mixer-mtls", "port": 15004}],
+    ),
+    "istio-statsd-prom-bridge": (
+        {"istio": "statsd-prom-bridge"},
+        {"istio": "statsd-prom-bridge"},
+        [
+            {"name": "statsd-prom", "port": 9102},
+            {"name": "statsd-udp", "port": 9125, "protocol": "UDP"},
+        ],
+    ),
+    "zipkin": ({"app": "jaeger"}, {"app": "jaeger"}, [{"name": "http", "port": 9411}]),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Mesh:
+    """Handles to a simulated mesh."""
+
+    server: Server
+    central: str
+    remotes: tuple[str, ...]
+    ca_key_pem: bytes
+
+    def pod_names(self, service: str) -> list[str]:
+        """The central pods behind an Istio service."""
+        store = self.server.store(self.central)
+        pods = store.list(store.kind("", "v1", "pods"), NAMESPACE)["items"]
+        labels = ISTIO[service][0]
+        return [
+            p["metadata"]["name"]
+            for p in pods
+            if all((p["metadata"].get("labels") or {}).get(k) == v for k, v in labels.items())
+        ]
+
+
+def _b64(data: bytes | str) -> str:
+    raw = data.encode() if isinstance(data, str) else data
+    return base64.b64encode(raw).decode()
+
+
+def _create(
+    server: Server, cluster: str, resource: str, namespace: str, body: dict[str, Any]
+) -> None:
+    """Create a core/v1 object directly in a localkube cluster's store."""
+    store = server.store(cluster)
+    store.create(store.kind("", "v1", resource), namespace, body)
+
+
+def ensure_namespace(server: Server, cluster: str, name: str) -> None:
+    """Create a namespace unless it exists."""
+    store = server.store(cluster)
+    kind = store.kind("", "v1", "namespaces")
+    if ("", name) not in store.objects[kind.key]:
+        store.create(kind, "", {"metadata": {"name": name}})
+
+
+def kubeconfig_secret(
+    server: Server, central: str, remote: str, *, namespace: str = NAMESPACE
+) -> None:
+    """What `kubectl create secret generic <remote> --from-file <remote>` makes, on central."""
+    config = yaml.safe_dump(server.kubeconfig(remote))
+    _create(
+        server,
+        central,
+        "secrets",
+        namespace,
+        {"metadata": {"name": remote}, "data": {remote: _b64(config)}},
+    )
+
+
+def add_istio_pod(
+    server: Server, central: str, service: str, index: int = 0, *, ready: bool = True
+) -> str:
+    """Start one more pod behind a central Istio service; returns its name."""
+    labels = ISTIO[service][0]
+    name = f"{service}-{index:04d}"
+    server.add_pod(
+        central,
+        NAMESPACE,
+        name,
+        labels=labels,
+        ready=ready,
+        ports=[p["port"] for p in ISTIO[service][2]],
+    )
+    return name
+
+
+def start(
+    server: Server,
+    *,
+    central: str = "central",
+    remotes: Iterable[str] = (),
+    pods_per_service: int = 1,
+    remote_namespaces: Iterable[str] = ("payments",),
+) -> Mesh:
+    """Seed `server` with a central Istio control plane and prepared remotes."""
+    ensure_namespace(server, central, NAMESPACE)
+    for service, (_, selector, ports) in ISTIO.items():
+        _create(
+            server,
+            central,
+            "services",
+            NAMESPACE,
+            {
+                "metadata": {"name": service, "labels": {"app": service}},
+                "spec": {"selector": selector, "ports": [dict(p) for p in ports]},
+            },
+        )
+        for i in range(pods_per_service):
+            add_istio_pod(server, central, service, i)
+    ca = tlsgen.generate(("istio-ca",))
+    _create(
+        server,
+        central,
+        "secrets",
+        NAMESPACE,
+        {
+            "metadata": {"name": CA_SECRET},
+            "type": "istio.io/ca-root",
+            "data": {"ca-cert.pem": _b64(ca.ca_pem), "ca-key.pem": _b64(ca.key_pem)},
+        },
+    )
+    names = tuple(remotes)
+    for remote in names:
+        kubeconfig_secret(server, central, remote)
+        ensure_namespace(server, remote, NAMESPACE)
+        for ns in remote_namespaces:
+            ensure_namespace(server, remote, ns)
+        server.simulate_workloads(remote)
+    return Mesh(server=server, central=central, remotes=names, ca_key_pem=ca.key_pem)
