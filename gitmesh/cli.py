@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from gitmesh import logs, meshrepo, planview, reconcile, schema, statusfiles
+from gitmesh import demo, logs, meshrepo, planview, reconcile, schema, statusfiles
 from gitmesh.cluster import Cluster
 from gitmesh.errors import GitmeshError, Problem
 from gitmesh.gitrepo import Auth
@@ -333,6 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_status)
 
     localkube_cli.add_parser(sub)
+    demo.add_parser(sub)
     return parser
 
 

@@ -14,7 +14,9 @@ import hashlib
 import os
 import re
 import shlex
-from collections.abc import Mapping
+import tempfile
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -165,6 +167,88 @@ class Cache:
             self.run("fetch", "--prune", "--no-tags", "--force", self.url, *refspecs)
         except GitFailure as e:
             raise SourceError(f"cannot fetch {display_url(self.url)}: {e}") from None
+
+
+def commit_files(
+    run: Callable[..., str],
+    ref: str,
+    parent: str | None,
+    changes: Mapping[str, bytes | None],
+    message: str,
+    *,
+    author: str,
+) -> str:
+    """Commit file writes (bytes) and deletions (None) on top of `parent` (or as a root
+    commit) to `ref` with `git fast-import`, without a working tree; returns the sha."""
+    stamp = f"{int(time.time())} +0000"
+    msg = message.encode()
+    # Without a parent, `reset` first so that the commit is a root commit.
+    parts = [
+        b"" if parent else f"reset {ref}\n".encode(),
+        f"commit {ref}\n".encode(),
+        f"author {author} {stamp}\ncommitter {author} {stamp}\n".encode(),
+        b"data %d\n%s\n" % (len(msg), msg),
+        f"from {parent}\n".encode() if parent else b"",
+    ]
+    for path, data in sorted(changes.items()):
+        if data is None:
+            parts.append(f"D {path}\n".encode())
+        else:
+            parts.append(f"M 100644 inline {path}\n".encode())
+            parts.append(b"data %d\n%s\n" % (len(data), data))
+    with tempfile.NamedTemporaryFile("wb", suffix=".fi", delete=False) as f:
+        f.write(b"".join(parts))
+        stream = Path(f.name)
+    try:
+        run("fast-import", "--quiet", "--force", input_path=stream)
+    finally:
+        stream.unlink()
+    return run("rev-parse", ref).strip()
+
+
+class Bare:
+    """A bare repository on this machine, written directly (the demo's and the tests'
+    stand-in for a hosted mesh repository)."""
+
+    def __init__(self, path: Path, *, branch: str = "main") -> None:
+        self.path = path
+        self.branch = branch
+        self.repo = (
+            git.Repo.init(path, bare=True, initial_branch=branch)
+            if not (path / "HEAD").exists()
+            else git.Repo(path)
+        )
+
+    @property
+    def url(self) -> str:
+        """A file URL for the repository."""
+        return self.path.resolve().as_uri()
+
+    def run(self, *args: str, input_path: Path | None = None) -> str:
+        """Run git in the repository."""
+        if input_path is not None:
+            with input_path.open("rb") as stdin:
+                return str(self.repo.git.execute(["git", *args], istream=stdin))
+        return str(self.repo.git.execute(["git", *args]))
+
+    def commit(
+        self,
+        changes: Mapping[str, bytes | None],
+        message: str,
+        *,
+        author: str = "gitmesh demo <demo@gitmesh.invalid>",
+    ) -> str:
+        """Commit to the branch and return the sha."""
+        ref = f"refs/heads/{self.branch}"
+        try:
+            parent: str | None = self.run("rev-parse", "--verify", "--quiet", ref).strip()
+        except git.GitCommandError:
+            parent = None
+        return commit_files(self.run, ref, parent or None, changes, message, author=author)
+
+    def log(self, ref: str, *args: str) -> str:
+        """`git log` of a ref."""
+        return self.run("log", *args, ref)
 
 
 class GitFailure(Exception):

@@ -20,7 +20,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gitmesh import errors, kubeconfigs, logs, meshrepo, plan, render, resources, specs
+from gitmesh import (
+    errors,
+    kubeconfigs,
+    logs,
+    meshrepo,
+    plan,
+    render,
+    resources,
+    selectors,
+    specs,
+)
 from gitmesh.cluster import Cluster
 from gitmesh.statusfiles import ComponentReport, PassReport, RemoteReport
 
@@ -549,6 +559,21 @@ def run_pass(
     return PassResult(PassReport(revision, reports, removed=tuple(removed)), results)
 
 
+def affected_remotes(
+    repo: meshrepo.Repo, state: render.Central, changed: Iterable[Mapping[str, str]]
+) -> list[str]:
+    """The remotes with an enabled service whose pods are among the changed label sets."""
+    label_sets = list(changed)
+    out = []
+    for name, spec in sorted(repo.remotes.items()):
+        for entry in spec.spec.enabled_services:
+            reqs = render.selector_of(entry, state)
+            if reqs is not None and any(selectors.matches(reqs, labels) for labels in label_sets):
+                out.append(name)
+                break
+    return out
+
+
 def endpoints_only(
     repo: meshrepo.Repo,
     central: Cluster,
@@ -556,27 +581,31 @@ def endpoints_only(
     connect: Connect,
     settings: Settings,
     names: Iterable[str],
+    state: render.Central,
 ) -> dict[str, RemoteResult]:
-    """Update just the Endpoints of some remotes (the hot path of `gitmesh run`)."""
+    """Update just the Endpoints of some remotes from `state` (the hot path of
+    `gitmesh run`: the central pods come from its watch cache)."""
     mesh = repo.mesh
     if mesh is None:
         return {}
-    central_state = observe_central(central, mesh, [])
-    out = {}
-    for name in names:
-        spec = repo.remotes.get(name)
-        if spec is None:
-            continue
-        out[name] = _endpoints(
-            name,
-            spec,
-            mesh=mesh,
-            state=central_state,
-            central=central,
-            connect=connect,
-            settings=settings,
-        )
-    return out
+    todo = [(n, repo.remotes[n]) for n in names if n in repo.remotes]
+    with ThreadPoolExecutor(
+        max_workers=max(1, settings.concurrency), thread_name_prefix="endpoints"
+    ) as pool:
+        futures = {
+            name: pool.submit(
+                _endpoints,
+                name,
+                spec,
+                mesh=mesh,
+                state=state,
+                central=central,
+                connect=connect,
+                settings=settings,
+            )
+            for name, spec in todo
+        }
+        return {name: fut.result() for name, fut in futures.items()}
 
 
 def _endpoints(
@@ -616,6 +645,8 @@ def _endpoints(
             )
     except errors.GitmeshError as e:
         return RemoteResult(RemoteReport(name, "ReconcileFailed", message=str(e), error=str(e)))
+    if patched:
+        logs.get().info("updating endpoints", extra={"remote": name, "patched": patched})
     return RemoteResult(
         RemoteReport(
             name,

@@ -592,12 +592,15 @@ def _ip_key(ip: str) -> tuple[int, int]:
     return (addr.version, int(addr))
 
 
-def _selector(ctx: _Ctx, entry: specs.IstioService) -> tuple[selectors.Requirement, ...] | None:
+def selector_of(
+    entry: specs.IstioService, central: Central
+) -> tuple[selectors.Requirement, ...] | None:
+    """The pods behind an enabled service: its labelSelector, else the central Service's."""
     if entry.label_selector:
         return selectors.parse_labels(entry.label_selector)
-    central = ctx.central.services.get(entry.name)
-    if central and central.selector:
-        return selectors.from_match_labels(central.selector)
+    found = central.services.get(entry.name)
+    if found and found.selector:
+        return selectors.from_match_labels(found.selector)
     return None
 
 
@@ -625,7 +628,7 @@ def services(ctx: _Ctx) -> tuple[Component, Mapping[str, tuple[str, ...]] | None
                 "spec": svc_spec,
             }
         )
-        reqs = _selector(ctx, entry)
+        reqs = selector_of(entry, ctx.central)
         ips = {str(ip) for ip in entry.pod_ips}
         if reqs is not None:
             ips |= {

@@ -11,16 +11,14 @@ rejection (a protected branch, no permission) fails loudly.
 from __future__ import annotations
 
 import random
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 import git
 
 from gitmesh.errors import StatusWriteError
-from gitmesh.gitrepo import Cache, GitFailure, display_url
+from gitmesh.gitrepo import Cache, GitFailure, commit_files, display_url
 
 Changes = dict[str, bytes | None]
 _RETRYABLE = (
@@ -125,28 +123,11 @@ class StatusBranch:
         )
 
     def _commit(self, parent: str | None, changes: Changes, message: str) -> str:
-        stamp = f"{int(time.time())} +0000"
-        who = f"{self.author.name} <{self.author.email}>"
-        msg = message.encode()
-        # Without a parent, `reset` first so the commit is a root: the branch stays orphan.
-        parts = [
-            b"" if parent else f"reset {PENDING_REF}\n".encode(),
-            f"commit {PENDING_REF}\n".encode(),
-            f"author {who} {stamp}\ncommitter {who} {stamp}\n".encode(),
-            b"data %d\n%s\n" % (len(msg), msg),
-            f"from {parent}\n".encode() if parent else b"",
-        ]
-        for path, data in sorted(changes.items()):
-            if data is None:
-                parts.append(f"D {path}\n".encode())
-            else:
-                parts.append(f"M 100644 inline {path}\n".encode())
-                parts.append(b"data %d\n%s\n" % (len(data), data))
-        with tempfile.NamedTemporaryFile("wb", suffix=".fi", delete=False) as f:
-            f.write(b"".join(parts))
-            stream = Path(f.name)
-        try:
-            self.cache.run("fast-import", "--quiet", "--force", input_path=stream)
-        finally:
-            stream.unlink()
-        return self.cache.run("rev-parse", PENDING_REF).strip()
+        return commit_files(
+            self.cache.run,
+            PENDING_REF,
+            parent,
+            changes,
+            message,
+            author=f"{self.author.name} <{self.author.email}>",
+        )

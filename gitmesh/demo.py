@@ -1,0 +1,324 @@
+"""`gitmesh demo`: the seed's story on a machine with no cluster and no network.
+
+A central and two remote clusters on localkube with a simulated Istio control plane, a
+local git remote made from the packaged example repository, then: the remotes join and
+become Available; the telemetry pod is deleted and the remotes' Endpoints follow (through
+the live watch `gitmesh run` uses); a commit changes `autoInjectionNamespaces` and the
+labels follow; finally the status branch's log. Each step checks what it shows, so a
+broken step exits non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from importlib import resources as package_files
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gitmesh import errors, logs, reconcile, render, sandbox, statusfiles
+from gitmesh.cluster import Cluster
+from gitmesh.endpointsync import EndpointSync
+from gitmesh.gitrepo import Bare
+from gitmesh.localkube import Server
+from gitmesh.source import Source
+from gitmesh.statusbranch import StatusBranch
+
+CENTRAL = "central"
+REMOTES = ("remoteistio-sample", "remote-eu")
+NS = sandbox.NAMESPACE
+
+
+def example_files() -> dict[str, bytes]:
+    """The packaged example mesh repository."""
+    root = package_files.files("gitmesh") / "embedded" / "example-repo"
+    out = {"mesh.yaml": (root / "mesh.yaml").read_bytes()}
+    for entry in (root / "remotes").iterdir():
+        if entry.name.endswith(".yaml"):
+            out[f"remotes/{entry.name}"] = entry.read_bytes()
+    return out
+
+
+class Demo:
+    """The demo's state and its printer."""
+
+    def __init__(self, kube: Server, workdir: Path, out: Callable[[str], None]) -> None:
+        self.kube = kube
+        self.workdir = workdir
+        self.out = out
+        self.step_no = 0
+        self.repo = Bare(workdir / "mesh.git")
+        self.source = Source(self.repo.url, cache_dir=workdir / "cache")
+        self.central_config = kube.write_kubeconfig(workdir / "kubeconfig", CENTRAL)
+        self.central = Cluster(CENTRAL, kube.kubeconfig(CENTRAL))
+        self.branch = StatusBranch(self.source.cache, "gitmesh/status")
+        self.settings = reconcile.Settings(concurrency=4)
+
+    def step(self, title: str) -> None:
+        self.step_no += 1
+        self.out(
+            f"\n\033[1m== {self.step_no}. {title}\033[0m"
+            if sys.stdout.isatty()
+            else f"\n== {self.step_no}. {title}"
+        )
+
+    def check(self, ok: bool, what: str) -> None:
+        if not ok:
+            raise errors.GitmeshError(f"demo check failed: {what}")
+        self.out(f"   ok: {what}")
+
+    def get(self, cluster: str, resource: str, namespace: str, name: str) -> dict[str, Any]:
+        store = self.kube.store(cluster)
+        return store.get(store.kind("", "v1", resource), namespace, name)
+
+    def listed(
+        self, cluster: str, resource: str, namespace: str, *, group: str = "", selector: str = ""
+    ) -> list[dict[str, Any]]:
+        store = self.kube.store(cluster)
+        return store.list(store.kind(group, "v1", resource), namespace, label_selector=selector)[
+            "items"
+        ]
+
+    def table(self, rows: list[tuple[str, ...]]) -> None:
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        for row in rows:
+            self.out(
+                "   " + "   ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+            )
+
+    def show_services(self, remote: str) -> None:
+        self.out(f"   [{remote}] kubectl get svc -n {NS}")
+        rows = [("NAME", "TYPE", "CLUSTER-IP", "PORT(S)")]
+        for svc in self.listed(remote, "services", NS):
+            spec = svc["spec"]
+            ports = (
+                ",".join(f"{p['port']}/{p.get('protocol', 'TCP')}" for p in spec.get("ports", []))
+                or "<none>"
+            )
+            rows.append(
+                (svc["metadata"]["name"], spec.get("type", ""), spec.get("clusterIP", ""), ports)
+            )
+        self.table(rows)
+
+    def endpoints(self, remote: str, name: str) -> list[str]:
+        ep = self.get(remote, "endpoints", NS, name)
+        return [
+            f"{a['ip']}:{p['port']}"
+            for s in ep.get("subsets", [])
+            for a in s.get("addresses", [])
+            for p in s.get("ports", [{"port": "-"}])
+        ]
+
+    def show_endpoints(self, remote: str) -> None:
+        self.out(f"   [{remote}] kubectl get endpoints -n {NS}")
+        rows = [("NAME", "ENDPOINTS")]
+        for ep in self.listed(remote, "endpoints", NS):
+            name = ep["metadata"]["name"]
+            shown = self.endpoints(remote, name)
+            text = ",".join(shown[:3]) + (f" + {len(shown) - 3} more" if len(shown) > 3 else "")
+            rows.append((name, text or "<none>"))
+        self.table(rows)
+
+    def one_pass(self) -> reconcile.PassResult:
+        snapshot = self.source.fetch()
+        result = reconcile.run_pass(
+            snapshot.parse(),
+            snapshot.commit,
+            self.central,
+            connect=reconcile.default_connect,
+            settings=self.settings,
+            known=[r["remote"] for r in statusfiles.read_status(self.branch.read())],
+        )
+        report = result.report
+        self.branch.write(
+            lambda cur: statusfiles.render(report, cur, reconcile.now_utc()),
+            lambda changes: statusfiles.message(report, changes),
+        )
+        return result
+
+
+def run(args: argparse.Namespace) -> int:
+    """Play the seed's story; exit 0 when every step checked out."""
+    logs.setup(fmt="text", level="warning" if not args.verbose else "info")
+    out = print
+    with (
+        tempfile.TemporaryDirectory(prefix="gitmesh-demo-") as tmp,
+        Server(clusters=[CENTRAL, *REMOTES]) as kube,
+    ):
+        workdir = Path(args.workdir) if args.workdir else Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        started = time.monotonic()
+        demo = Demo(kube, workdir, out)
+        try:
+            _story(demo)
+        finally:
+            demo.central.close()
+        out(f"\nDone in {time.monotonic() - started:.1f}s.")
+        if args.keep:
+            _keep(demo)
+    return 0
+
+
+def _story(d: Demo) -> None:
+    d.step("Clusters on localkube: a central cluster running Istio, two remotes")
+    mesh = sandbox.start(d.kube, central=CENTRAL, remotes=REMOTES)
+    rows = [("NAME", "READY", "STATUS", "IP")]
+    for pod in d.listed(CENTRAL, "pods", NS):
+        rows.append(
+            (pod["metadata"]["name"], "1/1", pod["status"]["phase"], pod["status"]["podIP"])
+        )
+    d.out(f"   [{CENTRAL}] kubectl get pods -n {NS}")
+    d.table(rows)
+    d.out(f"   remote kubeconfigs are Secrets {NS}/<remote> on {CENTRAL}, as in the walkthrough")
+
+    d.step("The mesh repository: mesh.yaml and one RemoteIstio per remote")
+    files = example_files()
+    sha = d.repo.commit(files, "Join remoteistio-sample and remote-eu to the mesh")
+    d.out(f"   {d.repo.url} at {sha[:12]}: " + ", ".join(sorted(files)))
+
+    d.step("Reconcile: the remotes join the mesh")
+    result = d.one_pass()
+    for name, res in sorted(result.remotes.items()):
+        created = sum(c.created for c in res.report.components)
+        d.out(f"   {name:<20} {res.report.state:<16} {created} objects created")
+    d.check(result.all_available, "both remotes are Available")
+    d.show_services("remoteistio-sample")
+    d.show_endpoints("remoteistio-sample")
+    labels = d.get("remoteistio-sample", "namespaces", "", "default")["metadata"]["labels"]
+    d.check(
+        labels.get("istio-injection") == "enabled",
+        "namespace default is labelled "
+        "istio-injection=enabled,istio-operator-managed-injection=enabled",
+    )
+
+    d.step("Delete the central telemetry pod: the remotes' Endpoints follow (live watch)")
+    old = d.endpoints("remoteistio-sample", "istio-telemetry")
+    repo = d.source.fetch().parse()
+    if repo.mesh is None:
+        raise errors.SpecError(list(repo.problems))
+    services = reconcile.observe_central(d.central, repo.mesh, []).services
+    updated = threading.Event()
+
+    def on_change(pods: tuple[render.Pod, ...], changed: list[Any]) -> None:
+        state = render.Central(pods=pods, services=services)
+        names = reconcile.affected_remotes(repo, state, changed)
+        reconcile.endpoints_only(
+            repo,
+            d.central,
+            connect=reconcile.default_connect,
+            settings=d.settings,
+            names=names,
+            state=state,
+        )
+        if d.endpoints("remoteistio-sample", "istio-telemetry") not in ([], old):
+            updated.set()
+
+    sync = EndpointSync(d.central, NS, on_change)
+    sync.start()
+    sync.synced.wait(10)
+    pod = mesh.pod_names("istio-telemetry")[0]
+    old_ip = d.get(CENTRAL, "pods", NS, pod)["status"]["podIP"]
+    store = d.kube.store(CENTRAL)
+    store.delete(store.kind("", "v1", "pods"), NS, pod)
+    replacement = sandbox.add_istio_pod(d.kube, CENTRAL, "istio-telemetry", 1)
+    new_ip = d.get(CENTRAL, "pods", NS, replacement)["status"]["podIP"]
+    d.out(
+        f"   [{CENTRAL}] kubectl delete pod {pod}   ({old_ip}; its replacement "
+        f"{replacement} has {new_ip})"
+    )
+    t0 = time.monotonic()
+    updated.wait(10)
+    sync.stop()
+    new = d.endpoints("remoteistio-sample", "istio-telemetry")
+    d.out(
+        f"   [remoteistio-sample] endpoints/istio-telemetry: {','.join(old)} -> "
+        f"{','.join(new)}  ({(time.monotonic() - t0) * 1000:.0f} ms)"
+    )
+    eu = d.endpoints("remote-eu", "istio-telemetry")
+    d.check(
+        all(e.startswith(new_ip + ":") for e in new) and bool(new),
+        "remoteistio-sample follows the new pod",
+    )
+    d.check(
+        any(e.startswith(new_ip + ":") for e in eu)
+        and not any(e.startswith(old_ip + ":") for e in eu),
+        "remote-eu follows it too (its fixed podIP stays)",
+    )
+    d.one_pass()  # the endpoint snapshots reach the status branch
+
+    d.step("A pull request changes autoInjectionNamespaces: the labels follow")
+    spec = yaml.safe_load(files["remotes/remoteistio-sample.yaml"])
+    spec["spec"]["autoInjectionNamespaces"] = ["payments"]
+    text = files["remotes/remoteistio-sample.yaml"].decode().split("apiVersion:")[
+        0
+    ] + yaml.safe_dump(spec, sort_keys=False)
+    sha = d.repo.commit(
+        {"remotes/remoteistio-sample.yaml": text.encode()},
+        "Inject sidecars in payments instead of default",
+    )
+    d.out(f"   commit {sha[:12]}: autoInjectionNamespaces [default] -> [payments]")
+    result = d.one_pass()
+    for item in result.remotes["remoteistio-sample"].items:
+        if item.changes:
+            d.out(
+                f"   ~ {item.ref}: "
+                + ", ".join(f"{op['op']} {op['path'].split('/')[-1]}" for op in item.ops)
+            )
+    default = d.get("remoteistio-sample", "namespaces", "", "default")["metadata"]["labels"]
+    payments = d.get("remoteistio-sample", "namespaces", "", "payments")["metadata"]["labels"]
+    d.check(
+        "istio-injection" not in default and "istio-operator-managed-injection" not in default,
+        "default lost both labels",
+    )
+    d.check(payments.get("istio-injection") == "enabled", "payments gained them")
+
+    d.step("The audit trail: git log gitmesh/status")
+    log = d.repo.log("gitmesh/status", "--format=%h %s", "--shortstat")
+    for line in log.splitlines():
+        if line.strip():
+            d.out(f"   {line}")
+    # Three passes changed something (join, endpoint snapshot, labels): three commits.
+    d.check(
+        len(d.repo.log("gitmesh/status", "--format=%h").split()) == 3,
+        "one status commit per pass that changed something, none for the rest",
+    )
+
+
+def _keep(d: Demo) -> None:
+    kubeconfig = d.workdir / "kubeconfig-all"
+    d.kube.write_kubeconfig(kubeconfig)
+    d.out(
+        f"\nClusters stay up (Ctrl-C to stop). Try:\n"
+        f"   export KUBECONFIG={kubeconfig}\n"
+        f"   kubectl --context remoteistio-sample get svc,endpoints -n {NS}\n"
+        f"   git --git-dir {d.repo.path} log gitmesh/status"
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register `gitmesh demo`."""
+    p = sub.add_parser(
+        "demo", help="run the seed's story on local clusters (no cluster or network needed)"
+    )
+    p.add_argument(
+        "--keep",
+        action="store_true",
+        help="leave the clusters up and print their kubeconfig for kubectl",
+    )
+    p.add_argument("--workdir", help="keep the demo's git repositories here")
+    p.add_argument("--verbose", action="store_true", help="show gitmesh's log lines")
+    p.set_defaults(func=run)

@@ -1,0 +1,180 @@
+"""Live endpoints: watch the central Istio pods and report changes as they happen.
+
+An informer in miniature: LIST the pods of the mesh namespace, then WATCH from that
+resourceVersion, keeping a cache; resume from the last resourceVersion seen (bookmarks
+included) when the stream ends; relist on 410 Gone; reconnect with backoff when the
+connection breaks. Changes are debounced and handed to a callback with the current pods
+and the label sets that changed, so the caller can update only the affected remotes.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from gitmesh import errors, logs, render, resources
+from gitmesh.cluster import Cluster
+
+Labels = Mapping[str, str]
+OnChange = Callable[[tuple[render.Pod, ...], list[Labels]], None]
+
+
+def to_pod(obj: Mapping[str, Any]) -> render.Pod:
+    """A pod object as rendering needs it."""
+    status = obj.get("status") or {}
+    ready = (
+        not obj["metadata"].get("deletionTimestamp")
+        and status.get("phase") == "Running"
+        and any(
+            c.get("type") == "Ready" and c.get("status") == "True"
+            for c in status.get("conditions") or []
+        )
+    )
+    return render.Pod(
+        obj["metadata"]["name"],
+        status.get("podIP", ""),
+        dict(obj["metadata"].get("labels") or {}),
+        bool(ready),
+    )
+
+
+class EndpointSync:
+    """Watches central pods in a thread; calls `on_change` after each debounced burst."""
+
+    def __init__(
+        self,
+        central: Cluster,
+        namespace: str,
+        on_change: OnChange,
+        *,
+        debounce: float = 0.05,
+        watch_timeout: int = 300,
+        max_backoff: float = 10.0,
+    ) -> None:
+        self.central = central
+        self.namespace = namespace
+        self.on_change = on_change
+        self.debounce = debounce
+        self.watch_timeout = watch_timeout
+        self.max_backoff = max_backoff
+        self.pods: dict[str, render.Pod] = {}
+        self.resource_version = ""
+        self.synced = threading.Event()
+        self.relists = 0
+        self._stop = threading.Event()
+        self._pending: list[Labels] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        """Start the watch and the debouncer threads."""
+        for target, name in (
+            (self._watch_loop, "endpoints-watch"),
+            (self._flush_loop, "endpoints-flush"),
+        ):
+            t = threading.Thread(target=target, name=name, daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def stop(self) -> None:
+        """Stop (the watch ends at its next event or timeout)."""
+        self._stop.set()
+        self._wake.set()
+
+    def snapshot(self) -> tuple[render.Pod, ...]:
+        """The cached pods."""
+        with self._lock:
+            return tuple(self.pods[k] for k in sorted(self.pods))
+
+    def _relist(self) -> None:
+        items, rv = self.central.list(resources.POD, namespace=self.namespace)
+        fresh = {o["metadata"]["name"]: to_pod(o) for o in items}
+        with self._lock:
+            changed = [p.labels for name, p in fresh.items() if self.pods.get(name) != p]
+            changed += [p.labels for name, p in self.pods.items() if name not in fresh]
+            self.pods = fresh
+            self.resource_version = rv
+        self.relists += 1
+        if changed and self.synced.is_set():
+            self._queue(changed)
+        self.synced.set()
+
+    def _watch_loop(self) -> None:
+        log = logs.get()
+        backoff = 0.2
+        need_list = True
+        while not self._stop.is_set():
+            try:
+                if need_list:
+                    self._relist()
+                    need_list = False
+                for event in self.central.watch(
+                    resources.POD,
+                    namespace=self.namespace,
+                    resource_version=self.resource_version,
+                    timeout_seconds=self.watch_timeout,
+                ):
+                    self._handle(event)
+                    backoff = 0.2
+                    if self._stop.is_set():
+                        return
+            except errors.ClusterError as e:
+                if e.status == 410:
+                    log.info("central pod watch expired; relisting", extra={"error": str(e)})
+                    need_list = True
+                    continue
+                log.warning(
+                    "central pod watch broke; reconnecting",
+                    extra={"error": str(e), "backoff": round(backoff, 2)},
+                )
+                self._stop.wait(backoff * random.uniform(0.8, 1.2))  # noqa: S311 - jitter
+                backoff = min(backoff * 2, self.max_backoff)
+
+    def _handle(self, event: Mapping[str, Any]) -> None:
+        obj = event.get("object") or {}
+        rv = (obj.get("metadata") or {}).get("resourceVersion")
+        typ = event.get("type")
+        if typ == "BOOKMARK":
+            if rv:
+                self.resource_version = rv
+            return
+        pod = to_pod(obj)
+        with self._lock:
+            before = self.pods.get(pod.name)
+            if typ == "DELETED":
+                self.pods.pop(pod.name, None)
+            else:
+                self.pods[pod.name] = pod
+            if rv:
+                self.resource_version = rv
+        if before != pod or typ == "DELETED":
+            log = logs.get()
+            log.info(
+                "pod event detected",
+                extra={"podName": pod.name, "podIP": pod.ip, "event": typ, "ready": pod.ready},
+            )
+            self._queue([pod.labels] + ([before.labels] if before else []))
+
+    def _queue(self, labels: list[Labels]) -> None:
+        with self._lock:
+            self._pending += labels
+        self._wake.set()
+
+    def _flush_loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait()
+            if self._stop.is_set():
+                return
+            time.sleep(self.debounce)
+            self._wake.clear()
+            with self._lock:
+                pending, self._pending = self._pending, []
+            if pending:
+                try:
+                    self.on_change(self.snapshot(), pending)
+                except Exception:  # the watch must outlive a failing callback
+                    logs.get().exception("updating endpoints failed")
