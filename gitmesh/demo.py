@@ -82,9 +82,9 @@ class Demo:
         self, cluster: str, resource: str, namespace: str, *, group: str = "", selector: str = ""
     ) -> list[dict[str, Any]]:
         store = self.kube.store(cluster)
-        return store.list(store.kind(group, "v1", resource), namespace, label_selector=selector)[
-            "items"
-        ]
+        listed = store.list(store.kind(group, "v1", resource), namespace, label_selector=selector)
+        items: list[dict[str, Any]] = listed["items"]
+        return items
 
     def table(self, rows: Sequence[Sequence[str]]) -> None:
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
@@ -170,9 +170,9 @@ def _story(d: Demo) -> None:
     d.step("Clusters on localkube: a central cluster running Istio, two remotes")
     mesh = sandbox.start(d.kube, central=CENTRAL, remotes=REMOTES)
     rows = [("NAME", "READY", "STATUS", "IP")]
-    for pod in d.listed(CENTRAL, "pods", NS):
+    for obj in d.listed(CENTRAL, "pods", NS):
         rows.append(
-            (pod["metadata"]["name"], "1/1", pod["status"]["phase"], pod["status"]["podIP"])
+            (obj["metadata"]["name"], "1/1", obj["status"]["phase"], obj["status"]["podIP"])
         )
     d.out(f"   [{CENTRAL}] kubectl get pods -n {NS}")
     d.table(rows)
