@@ -11,11 +11,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
+import socket
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from gitmesh import demo, logs, meshrepo, planview, reconcile, schema, statusfiles
+from gitmesh import demo, logs, meshrepo, planview, reconcile, runner, schema, statusfiles
 from gitmesh.cluster import Cluster
 from gitmesh.errors import GitmeshError, Problem
 from gitmesh.gitrepo import Auth
@@ -273,6 +276,48 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     return 0 if result.all_available else 1
 
 
+def _listen(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    if not port.isdigit():
+        raise argparse.ArgumentTypeError(f"{value!r} is not HOST:PORT")
+    return host or "0.0.0.0", int(port)  # noqa: S104 - metrics are served to the cluster
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """The poller: runs until SIGTERM/SIGINT, then exits 0."""
+    logs.setup(fmt=args.log_format, level=args.log_level)
+    secret_env = args.webhook_secret_env
+    secret = os.environ.get(secret_env, "").encode() if secret_env else b""
+    run_settings = runner.RunSettings(
+        interval=args.interval,
+        resync=args.resync,
+        listen=args.listen,
+        identity=args.identity or f"{socket.gethostname()}-{os.getpid()}",
+        lease_name=args.lease_name,
+        lease_namespace=args.lease_namespace,
+        lease_duration=args.lease_duration,
+        retry_period=args.retry_period,
+        status_branch=args.status_branch,
+        hook_secret=secret or None,
+    )
+    the_runner = runner.Runner(
+        make_source(args), _central(args), settings=_settings(args), run=run_settings
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    the_runner.start()
+    logs.get().info(
+        "gitmesh running",
+        extra={"identity": run_settings.identity, "listen": f"{args.listen[0]}:{args.listen[1]}"},
+    )
+    stop.wait()
+    logs.get().info("shutting down")
+    the_runner.shutdown()
+    logs.get().info("stopped")
+    return 0
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     """Show each remote's state from the status branch."""
     source = make_source(args)
@@ -326,6 +371,48 @@ def build_parser() -> argparse.ArgumentParser:
         help="send every write as a server-side dry run; commit no status",
     )
     p.set_defaults(func=cmd_reconcile)
+
+    p = sub.add_parser("run", help="poll the repository, follow central pods, reconcile")
+    add_source_flags(p)
+    add_cluster_flags(p)
+    g = p.add_argument_group("poller (each flag also from GITMESH_<FLAG>)")
+    g.add_argument(
+        "--interval",
+        type=float,
+        default=float(_env("INTERVAL") or 60),
+        help="seconds between polls of the repository (default: 60)",
+    )
+    g.add_argument(
+        "--resync",
+        type=float,
+        default=float(_env("RESYNC") or 600),
+        help="seconds between full passes that correct drift (default: 600)",
+    )
+    g.add_argument(
+        "--listen",
+        type=_listen,
+        default=_listen(_env("LISTEN") or "0.0.0.0:8080"),
+        help="HOST:PORT for /metrics, /healthz, /readyz (default: 0.0.0.0:8080)",
+    )
+    g.add_argument(
+        "--identity",
+        default=_env("IDENTITY"),
+        help="leader election identity (default: hostname-pid)",
+    )
+    g.add_argument("--lease-name", default=_env("LEASE_NAME", "gitmesh"))
+    g.add_argument(
+        "--lease-namespace",
+        default=_env("LEASE_NAMESPACE"),
+        help="namespace of the Lease (default: the mesh namespace)",
+    )
+    g.add_argument("--lease-duration", type=float, default=float(_env("LEASE_DURATION") or 15))
+    g.add_argument("--retry-period", type=float, default=float(_env("RETRY_PERIOD") or 2))
+    g.add_argument(
+        "--webhook-secret-env",
+        default=_env("WEBHOOK_SECRET_ENV"),
+        help="environment variable holding the HMAC secret that enables POST /hooks/git",
+    )
+    p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("status", help="show the remotes' state from the status branch")
     add_source_flags(p)

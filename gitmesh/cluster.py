@@ -69,8 +69,10 @@ class Cluster:
         retries: int = 5,
         backoff: float = 0.2,
         sleep: Callable[[float], None] = time.sleep,
+        observer: Callable[[str, str, int], None] | None = None,
     ) -> None:
         self.name = name
+        self.observer = observer
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
@@ -167,6 +169,8 @@ class Cluster:
     def _count(self, method: str, code: int) -> None:
         with self._lock:
             self.requests[(method, code)] = self.requests.get((method, code), 0) + 1
+        if self.observer is not None:
+            self.observer(self.name, method, code)
 
     # -- verbs --------------------------------------------------------------------------
 

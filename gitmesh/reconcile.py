@@ -13,10 +13,13 @@ half-way leaves nothing that blocks the next one.
 from __future__ import annotations
 
 import base64
+import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -274,6 +277,7 @@ def _component_items(
 def _apply_component(
     applier: _Applier, comp: render.Component, items: Sequence[plan.Item]
 ) -> ComponentReport:
+    started = time.monotonic()
     desired = {plan.Ref.of(o): o for o in comp.objects}
     counts = {"created": 0, "patched": 0, "deleted": 0}
     log = logs.get()
@@ -294,6 +298,7 @@ def _apply_component(
         created=counts["created"],
         patched=counts["patched"],
         deleted=counts["deleted"],
+        seconds=time.monotonic() - started,
     )
 
 
@@ -307,6 +312,7 @@ def reconcile_remote(
     connect: Connect,
     settings: Settings,
     revision: str,
+    stop: threading.Event | None = None,
 ) -> RemoteResult:
     """Make one remote match its spec; never raises (failures become the report)."""
     log = logs.get()
@@ -323,6 +329,8 @@ def reconcile_remote(
             all_items: list[plan.Item] = []
             failure: str | None = None
             for comp in rendered.components:
+                if failure is None and stop is not None and stop.is_set():
+                    failure = "interrupted: gitmesh is shutting down"
                 if failure is not None:
                     reports.append(ComponentReport(comp.name, "Skipped"))
                     continue
@@ -498,6 +506,18 @@ def _prune_namespaces(remote: Cluster, name: str, observed: _Observed) -> list[p
 # -- the pass -----------------------------------------------------------------------------
 
 
+Guard = Callable[[str], AbstractContextManager[Any]]
+
+
+def _no_guard(name: str) -> AbstractContextManager[Any]:
+    return nullcontext()
+
+
+def _guarded(guard: Guard, name: str, work: Callable[[], RemoteResult]) -> RemoteResult:
+    with guard(name):
+        return work()
+
+
 def run_pass(
     repo: meshrepo.Repo,
     revision: str,
@@ -506,8 +526,13 @@ def run_pass(
     connect: Connect,
     settings: Settings,
     known: Iterable[str] = (),
+    only: Collection[str] | None = None,
+    guard: Guard = _no_guard,
+    stop: threading.Event | None = None,
 ) -> PassResult:
-    """Reconcile every remote of `repo`; prune the `known` remotes that left it.
+    """Reconcile every remote of `repo` (or those in `only`); prune the `known` remotes that
+    left it. `guard(name)` is held around each remote's work (so no two passes overlap on
+    one remote); once `stop` is set, remotes end after the component in flight.
 
     An invalid mesh.yaml aborts the pass before anything is touched; an invalid remote is
     reported InvalidSpec and left alone (never pruned).
@@ -519,6 +544,7 @@ def run_pass(
     log = logs.get()
     central_state = observe_central(central, mesh, repo.remotes.values())
     results: dict[str, RemoteResult] = {}
+    chosen = {n: s for n, s in repo.remotes.items() if only is None or n in only}
     for name, problems in repo.invalid.items():
         message = "; ".join(str(p) for p in problems)
         log.error("invalid spec", extra={"remote": name, "error": message})
@@ -529,20 +555,31 @@ def run_pass(
     ) as pool:
         futures = {
             name: pool.submit(
-                reconcile_remote,
+                _guarded,
+                guard,
                 name,
-                spec,
-                mesh=mesh,
-                central_state=central_state,
-                central=central,
-                connect=connect,
-                settings=settings,
-                revision=revision,
+                partial(
+                    reconcile_remote,
+                    name,
+                    spec,
+                    mesh=mesh,
+                    central_state=central_state,
+                    central=central,
+                    connect=connect,
+                    settings=settings,
+                    revision=revision,
+                    stop=stop,
+                ),
             )
-            for name, spec in sorted(repo.remotes.items())
+            for name, spec in sorted(chosen.items())
         }
         pruning = {
-            name: pool.submit(prune_remote, name, central, connect, settings, namespace)
+            name: pool.submit(
+                _guarded,
+                guard,
+                name,
+                partial(prune_remote, name, central, connect, settings, namespace),
+            )
             for name in gone
         }
         for name, fut in futures.items():
@@ -582,6 +619,7 @@ def endpoints_only(
     settings: Settings,
     names: Iterable[str],
     state: render.Central,
+    guard: Guard = _no_guard,
 ) -> dict[str, RemoteResult]:
     """Update just the Endpoints of some remotes from `state` (the hot path of
     `gitmesh run`: the central pods come from its watch cache)."""
@@ -594,14 +632,19 @@ def endpoints_only(
     ) as pool:
         futures = {
             name: pool.submit(
-                _endpoints,
+                _guarded,
+                guard,
                 name,
-                spec,
-                mesh=mesh,
-                state=state,
-                central=central,
-                connect=connect,
-                settings=settings,
+                partial(
+                    _endpoints,
+                    name,
+                    spec,
+                    mesh=mesh,
+                    state=state,
+                    central=central,
+                    connect=connect,
+                    settings=settings,
+                ),
             )
             for name, spec in todo
         }

@@ -31,6 +31,7 @@ class ComponentReport:
     patched: int = 0
     deleted: int = 0
     error: str | None = None
+    seconds: float = 0.0  # for metrics; never written to the branch
 
     @property
     def changed(self) -> int:
@@ -179,18 +180,24 @@ def render(report: PassReport, current: Mapping[str, bytes], now: str) -> dict[s
         if current.get(path) != data:
             out[path] = data
         if remote.endpoints is not None:
-            eps = {
-                svc: sorted(set(entries), key=_endpoint_key)
-                for svc, entries in sorted(remote.endpoints.items())
-            }
-            data = dump({"remote": name, "services": eps})
-            path = endpoints_path(name)
-            if current.get(path) != data:
-                out[path] = data
+            out.update(render_endpoints({name: remote.endpoints}, current))
     for name in report.removed:
         for path in (status_path(name), endpoints_path(name)):
             if path in current:
                 out[path] = None
+    return out
+
+
+def render_endpoints(
+    snapshots: Mapping[str, Mapping[str, tuple[str, ...]]], current: Mapping[str, bytes]
+) -> dict[str, bytes | None]:
+    """Just the endpoints files of some remotes (after a live endpoint update)."""
+    out: dict[str, bytes | None] = {}
+    for name, endpoints in sorted(snapshots.items()):
+        eps = {svc: sorted(set(v), key=_endpoint_key) for svc, v in sorted(endpoints.items())}
+        data = dump({"remote": name, "services": eps})
+        if current.get(endpoints_path(name)) != data:
+            out[endpoints_path(name)] = data
     return out
 
 

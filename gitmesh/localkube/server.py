@@ -492,6 +492,7 @@ class _Handler(BaseHTTPRequestHandler):
                 obj = _table(kind, [obj], {"resourceVersion": obj["metadata"]["resourceVersion"]})
             self._chunk(json.dumps({"type": typ, "object": obj}).encode() + b"\n")
 
+        dropped = False
         try:
             if gone is not None:
                 send(
@@ -512,6 +513,9 @@ class _Handler(BaseHTTPRequestHandler):
                 with store.changed:
                     if store.rv <= cursor:
                         store.changed.wait(min(left, self.owner.bookmark_interval))
+                    if self.owner.clusters[store.name].down:
+                        dropped = True
+                        self._drop()  # an outage kills open connections too
                     if cursor < store.oldest_replayable():
                         gone = store.oldest_replayable()
                         events: list[Event] = []
@@ -554,9 +558,10 @@ class _Handler(BaseHTTPRequestHandler):
                     },
                 )
         finally:
-            with contextlib.suppress(OSError):
-                self.wfile.write(b"0\r\n\r\n")
-                self.wfile.flush()
+            if not dropped:
+                with contextlib.suppress(OSError):
+                    self.wfile.write(b"0\r\n\r\n")
+                    self.wfile.flush()
 
 
 def _flag(value: str | None) -> bool:
@@ -824,6 +829,8 @@ class Server:
         connection on the shared one."""
         cluster = self.clusters[name]
         cluster.down = True
+        with cluster.store.changed:
+            cluster.store.changed.notify_all()  # open watches notice and break
         if cluster.httpd is not None:
             cluster.httpd.shutdown()
             cluster.httpd.server_close()

@@ -1,0 +1,65 @@
+"""Prometheus metrics of `gitmesh run` (names start with `gitmesh_`), on a registry of
+their own so that tests and several runners in one process do not collide."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+
+class Metrics:
+    """Every metric gitmesh exports."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.pass_duration = Histogram(
+            "gitmesh_pass_duration_seconds",
+            "Duration of reconciling one remote, and of each of its components",
+            ["remote", "component"],
+            registry=r,
+            buckets=BUCKETS,
+        )
+        self.objects = Counter(
+            "gitmesh_objects_total", "Objects written on remotes", ["remote", "action"], registry=r
+        )
+        self.drift = Counter(
+            "gitmesh_drift_total",
+            "Objects found drifted from git and corrected",
+            ["remote"],
+            registry=r,
+        )
+        self.api_requests = Counter(
+            "gitmesh_api_requests_total",
+            "Kubernetes API requests",
+            ["cluster", "verb", "code"],
+            registry=r,
+        )
+        self.fetch_duration = Histogram(
+            "gitmesh_source_fetch_duration_seconds",
+            "Duration of fetching the mesh repository",
+            registry=r,
+            buckets=BUCKETS,
+        )
+        self.fetch_failures = Counter(
+            "gitmesh_source_fetch_failures_total",
+            "Failed fetches of the mesh repository",
+            registry=r,
+        )
+        self.last_success = Gauge(
+            "gitmesh_last_successful_pass_timestamp_seconds",
+            "When a remote was last reconciled to Available",
+            ["remote"],
+            registry=r,
+        )
+        self.remote_available = Gauge(
+            "gitmesh_remote_available", "1 when the remote is Available", ["remote"], registry=r
+        )
+        self.endpoint_latency = Histogram(
+            "gitmesh_endpoint_sync_latency_seconds",
+            "From a central pod change to the remotes' Endpoints updated",
+            registry=r,
+            buckets=BUCKETS,
+        )
+        self.leader = Gauge("gitmesh_leader", "1 while this replica holds the lease", registry=r)

@@ -1,0 +1,413 @@
+"""`gitmesh run`: the poller, live endpoint sync, leader election, metrics and health.
+
+Jobs (APScheduler 3, `max_instances=1`, `coalesce=True`, jittered):
+- poll every `interval`: fetch the source; reconcile the remotes whose spec changed (all of
+  them when mesh.yaml or the central inputs changed); commit pending endpoint snapshots;
+- resync every `resync`: a full pass, correcting drift on every remote.
+A watch on the central Istio pods (`EndpointSync`) updates only the Endpoints of the
+affected remotes within a debounce interval of a pod change. A per-remote lock keeps a pass
+and an endpoint update from overlapping on one remote. Only the Lease holder applies; a
+follower keeps its watch warm and takes over within the lease duration.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from gitmesh import errors, logs, meshrepo, reconcile, render, statusfiles
+from gitmesh.cluster import Cluster
+from gitmesh.endpointsync import EndpointSync
+from gitmesh.leader import Elector
+from gitmesh.metrics import Metrics
+from gitmesh.source import Snapshot, Source
+from gitmesh.statusbranch import StatusBranch
+
+
+@dataclass(frozen=True, slots=True)
+class RunSettings:
+    """How `gitmesh run` behaves."""
+
+    interval: float = 60.0
+    resync: float = 600.0
+    jitter: float = 0.1  # fraction of the interval
+    listen: tuple[str, int] = ("0.0.0.0", 8080)  # noqa: S104 - a pod serves its metrics port
+    identity: str = "gitmesh"
+    lease_name: str = "gitmesh"
+    lease_namespace: str | None = None
+    lease_duration: float = 15.0
+    retry_period: float = 2.0
+    status_branch: str | None = None
+    hook_secret: bytes | None = None
+    debounce: float = 0.05
+
+
+class Runner:
+    """Everything `gitmesh run` runs, wired together."""
+
+    def __init__(
+        self,
+        source: Source,
+        central: Cluster,
+        *,
+        settings: reconcile.Settings,
+        run: RunSettings,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.source = source
+        self.central = central
+        self.settings = settings
+        self.run_settings = run
+        self.metrics = metrics or Metrics()
+        self.stop_event = threading.Event()
+        self.repo: meshrepo.Repo | None = None
+        self.snapshot: Snapshot | None = None
+        self.services: Mapping[str, render.CentralService] = {}
+        self.central_digest = ""
+        self.branch: StatusBranch | None = None
+        self.pending_endpoints: dict[str, Mapping[str, tuple[str, ...]]] = {}
+        self.ready = threading.Event()
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+        self._pass_lock = threading.Lock()
+        self._pending_lock = threading.Lock()
+        self.central.observer = self._observe_request
+        self.scheduler = BackgroundScheduler(
+            timezone="UTC",
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+        )
+        self.elector: Elector | None = None
+        self.sync: EndpointSync | None = None
+        self.http: ThreadingHTTPServer | None = None
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    def _observe_request(self, cluster: str, method: str, code: int) -> None:
+        self.metrics.api_requests.labels(cluster, method, str(code)).inc()
+
+    def connect(self, name: str, config: Mapping[str, Any]) -> Cluster:
+        """Connect to a remote, counting its requests in the metrics."""
+        return Cluster(name, config, observer=self._observe_request)
+
+    @contextmanager
+    def guard(self, name: str) -> Iterator[None]:
+        """Hold the lock of one remote."""
+        with self._locks_guard:
+            lock = self._locks.setdefault(name, threading.Lock())
+        with lock:
+            yield
+
+    def leader(self) -> bool:
+        """Whether this replica may apply."""
+        return self.elector is None or self.elector.is_leader()
+
+    # -- the jobs ------------------------------------------------------------------------
+
+    def _fetch(self) -> Snapshot | None:
+        started = time.monotonic()
+        try:
+            snapshot = self.source.fetch()
+        except errors.SourceError as e:
+            self.metrics.fetch_failures.inc()
+            logs.get().error("fetching the mesh repository failed", extra={"error": str(e)})
+            return None
+        finally:
+            self.metrics.fetch_duration.observe(time.monotonic() - started)
+        return snapshot
+
+    def poll(self) -> None:
+        """Fetch; reconcile what changed; commit pending endpoint snapshots."""
+        if not self.leader() or self.stop_event.is_set():
+            return
+        before = self.snapshot
+        snapshot = self._fetch()
+        if snapshot is None:
+            return
+        if before is None:
+            self.full_pass(snapshot)
+            return
+        repo = snapshot.parse()
+        changed_remotes = {
+            p.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+            for p in snapshot.changed
+            if p.startswith("remotes/")
+        }
+        everything = meshrepo.MESH_FILE in snapshot.changed or self._central_changed(repo)
+        if snapshot.commit != before.commit and (everything or changed_remotes):
+            self._pass(snapshot, repo, only=None if everything else changed_remotes)
+        else:
+            self.snapshot = snapshot
+        self.flush_endpoints()
+
+    def resync(self) -> None:
+        """A full pass over every remote."""
+        if not self.leader() or self.stop_event.is_set():
+            return
+        snapshot = self._fetch()
+        if snapshot is not None:
+            self.full_pass(snapshot)
+
+    def full_pass(self, snapshot: Snapshot) -> None:
+        """Reconcile every remote at `snapshot`."""
+        self._pass(snapshot, snapshot.parse(), only=None)
+
+    def _central_changed(self, repo: meshrepo.Repo) -> bool:
+        if repo.mesh is None:
+            return False
+        state = reconcile.observe_central(self.central, repo.mesh, repo.remotes.values())
+        return self._digest(state) != self.central_digest
+
+    @staticmethod
+    def _digest(state: render.Central) -> str:
+        data = json.dumps(
+            {
+                "services": {
+                    n: [dict(s.selector), list(s.ports)] for n, s in sorted(state.services.items())
+                },
+                "ca": dict(state.ca_data or {}),
+            },
+            sort_keys=True,
+            default=str,
+        )
+        return hashlib.sha256(data.encode()).hexdigest()
+
+    def _pass(self, snapshot: Snapshot, repo: meshrepo.Repo, *, only: set[str] | None) -> None:
+        with self._pass_lock:
+            log = logs.get()
+            if self.branch is None:
+                self.branch = StatusBranch(
+                    self.source.cache,
+                    self.run_settings.status_branch
+                    or (repo.mesh.status_branch if repo.mesh else "gitmesh/status"),
+                )
+            try:
+                known = [r["remote"] for r in statusfiles.read_status(self.branch.read())]
+                started = time.monotonic()
+                result = reconcile.run_pass(
+                    repo,
+                    snapshot.commit,
+                    self.central,
+                    connect=self.connect,
+                    settings=self.settings,
+                    known=known,
+                    only=only,
+                    guard=self.guard,
+                    stop=self.stop_event,
+                )
+            except errors.GitmeshError as e:
+                log.error(
+                    "reconcile pass failed",
+                    extra={"error": str(e), "revision": snapshot.commit[:12]},
+                )
+                return
+            self.snapshot = snapshot
+            self.repo = repo
+            if repo.mesh is not None:
+                state = reconcile.observe_central(self.central, repo.mesh, repo.remotes.values())
+                self.services = state.services
+                self.central_digest = self._digest(state)
+            self._record(result, time.monotonic() - started)
+            if self.stop_event.is_set():
+                log.info("pass interrupted by shutdown; status not written")
+                return
+            report = result.report
+            with self._pending_lock:
+                for name, remote in report.remotes.items():
+                    if remote.endpoints is not None:
+                        self.pending_endpoints.pop(name, None)
+            try:
+                sha = self.branch.write(
+                    lambda cur: statusfiles.render(report, cur, reconcile.now_utc()),
+                    lambda changes: statusfiles.message(report, changes),
+                )
+                log.info(
+                    "status committed" if sha else "status unchanged",
+                    extra={"revision": snapshot.commit[:12], "commit": sha or ""},
+                )
+            except errors.StatusWriteError as e:
+                log.error("writing the status branch failed", extra={"error": str(e)})
+            self.ready.set()
+
+    def _record(self, result: reconcile.PassResult, seconds: float) -> None:
+        m = self.metrics
+        for name, res in result.remotes.items():
+            report = res.report
+            for comp in report.components:
+                m.pass_duration.labels(name, comp.name).observe(comp.seconds)
+                for action in ("created", "patched", "deleted"):
+                    n = getattr(comp, action)
+                    if n:
+                        m.objects.labels(name, action).inc(n)
+                if comp.patched and comp.name != "injection":
+                    m.drift.labels(name).inc(comp.patched)
+            m.pass_duration.labels(name, "all").observe(sum(c.seconds for c in report.components))
+            m.remote_available.labels(name).set(1 if report.state == "Available" else 0)
+            if report.state == "Available":
+                m.last_success.labels(name).set(time.time())
+
+    # -- live endpoints ------------------------------------------------------------------
+
+    def on_pods(self, pods: tuple[render.Pod, ...], changed: list[Mapping[str, str]]) -> None:
+        """A burst of central pod changes: update the affected remotes' Endpoints."""
+        if not self.leader() or self.repo is None:
+            return
+        started = time.monotonic()
+        state = render.Central(pods=pods, services=self.services)
+        names = reconcile.affected_remotes(self.repo, state, changed)
+        results = reconcile.endpoints_only(
+            self.repo,
+            self.central,
+            connect=self.connect,
+            settings=self.settings,
+            names=names,
+            state=state,
+            guard=self.guard,
+        )
+        with self._pending_lock:
+            for name, res in results.items():
+                if res.report.endpoints is not None:
+                    self.pending_endpoints[name] = res.report.endpoints
+        if names:
+            self.metrics.endpoint_latency.observe(
+                time.monotonic() - started + (self.sync.debounce if self.sync else 0)
+            )
+
+    def flush_endpoints(self) -> None:
+        """Commit endpoint snapshots taken since the last commit."""
+        with self._pending_lock:
+            pending, self.pending_endpoints = self.pending_endpoints, {}
+        if not pending or self.branch is None:
+            return
+        revision = self.snapshot.commit[:12] if self.snapshot else "unknown"
+        try:
+            self.branch.write(
+                lambda cur: statusfiles.render_endpoints(pending, cur),
+                lambda changes: (
+                    f"gitmesh endpoints at {revision}: "
+                    + ", ".join(sorted({p.split("/", 1)[1].rsplit(".", 1)[0] for p in changes}))
+                    + "\n"
+                ),
+            )
+        except errors.StatusWriteError as e:
+            logs.get().error("writing endpoint snapshots failed", extra={"error": str(e)})
+            with self._pending_lock:
+                self.pending_endpoints = {**pending, **self.pending_endpoints}
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def _on_leadership(self, leader: bool) -> None:
+        self.metrics.leader.set(1 if leader else 0)
+        if leader and not self.stop_event.is_set():
+            self.scheduler.add_job(self.resync, id="first-pass", replace_existing=True)
+
+    def start(self) -> None:
+        """Start serving, campaigning, watching and polling."""
+        rs = self.run_settings
+        self.http = _serve(self, rs.listen)
+        snapshot = self._fetch()
+        repo = snapshot.parse() if snapshot else None
+        namespace = self.settings.namespace or (
+            repo.mesh.namespace if repo and repo.mesh else "istio-system"
+        )
+        self.sync = EndpointSync(self.central, namespace, self.on_pods, debounce=rs.debounce)
+        self.sync.start()
+        self.scheduler.add_job(
+            self.poll,
+            "interval",
+            id="poll",
+            seconds=rs.interval,
+            jitter=max(0.0, rs.interval * rs.jitter),
+        )
+        self.scheduler.add_job(
+            self.resync,
+            "interval",
+            id="resync",
+            seconds=rs.resync,
+            jitter=max(0.0, rs.resync * rs.jitter),
+        )
+        self.scheduler.start()
+        self.elector = Elector(
+            self.central,
+            namespace=rs.lease_namespace or namespace,
+            name=rs.lease_name,
+            identity=rs.identity,
+            lease_duration=rs.lease_duration,
+            retry_period=rs.retry_period,
+            on_change=self._on_leadership,
+        )
+        self.elector.start()
+
+    def trigger_poll(self) -> None:
+        """Poll now (the git webhook)."""
+        self.scheduler.add_job(self.poll, id="poll-now", replace_existing=True)
+
+    def shutdown(self) -> None:
+        """Finish the component in flight, release the lease, stop serving."""
+        self.stop_event.set()
+        self.scheduler.shutdown(wait=True)
+        if self.sync is not None:
+            self.sync.stop()
+        if self.elector is not None:
+            self.elector.stop(release=True)
+        if self.http is not None:
+            self.http.shutdown()
+            self.http.server_close()
+        self.central.close()
+
+
+def _serve(runner: Runner, listen: tuple[str, int]) -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def _reply(self, code: int, body: bytes, ctype: str = "text/plain") -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            if self.path == "/metrics":
+                self._reply(200, generate_latest(runner.metrics.registry), CONTENT_TYPE_LATEST)
+            elif self.path == "/healthz":
+                self._reply(200, b"ok\n")
+            elif self.path == "/readyz":
+                synced = runner.sync is not None and runner.sync.synced.is_set()
+                ok = synced and (runner.ready.is_set() or not runner.leader())
+                self._reply(200 if ok else 503, b"ok\n" if ok else b"not ready\n")
+            else:
+                self._reply(404, b"not found\n")
+
+        def do_POST(self) -> None:
+            if self.path != "/hooks/git" or runner.run_settings.hook_secret is None:
+                self._reply(404, b"not found\n")
+                return
+            length = min(int(self.headers.get("Content-Length") or 0), 1 << 20)
+            body = self.rfile.read(length)
+            sent = self.headers.get("X-Hub-Signature-256", "")
+            want = (
+                "sha256="
+                + hmac.new(runner.run_settings.hook_secret, body, hashlib.sha256).hexdigest()
+            )
+            if not hmac.compare_digest(sent, want):
+                self._reply(401, b"bad signature\n")
+                return
+            runner.trigger_poll()
+            self._reply(202, b"poll scheduled\n")
+
+    server = ThreadingHTTPServer(listen, Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
+    return server
