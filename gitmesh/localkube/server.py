@@ -23,6 +23,7 @@ import threading
 import time
 import urllib.parse
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -226,7 +227,26 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         start = time.monotonic()
         self._status = 0
+        self._record: Callable[[], None] | None = None
         cluster = verb = resource = ""
+
+        def record() -> None:
+            # Once per request: at its end, or when a watch starts streaming (a watch may
+            # stay open for as long as the server runs; its time is time to first byte).
+            if self._record is None:
+                return
+            self._record = None
+            self.owner.record(
+                cluster=cluster,
+                verb=verb,
+                resource=resource,
+                code=self._status,
+                method=self.command,
+                path=self.path,
+                ms=(time.monotonic() - start) * 1000,
+            )
+
+        self._record = record
         try:
             route = self._route()
             cluster = route.cluster
@@ -245,15 +265,7 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
             self.close_connection = True
         finally:
-            self.owner.record(
-                cluster=cluster,
-                verb=verb,
-                resource=resource,
-                code=self._status,
-                method=self.command,
-                path=self.path,
-                ms=(time.monotonic() - start) * 1000,
-            )
+            record()
 
     def _authenticate(self) -> None:
         token = self.owner.token
@@ -486,6 +498,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
         self._status = 200
+        if self._record is not None:
+            self._record()
 
         def send(typ: str, obj: Obj) -> None:
             if table and typ in ("ADDED", "MODIFIED", "DELETED"):
