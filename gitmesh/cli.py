@@ -17,14 +17,19 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from gitmesh import demo, logs, meshrepo, planview, reconcile, runner, schema, statusfiles
-from gitmesh.cluster import Cluster
+from gitmesh import meshrepo, schema
 from gitmesh.errors import GitmeshError, Problem
-from gitmesh.gitrepo import Auth
-from gitmesh.localkube import cli as localkube_cli
-from gitmesh.source import Source
-from gitmesh.statusbranch import StatusBranch
+
+if TYPE_CHECKING:
+    from gitmesh import reconcile
+    from gitmesh.cluster import Cluster
+    from gitmesh.source import Source
+    from gitmesh.statusbranch import StatusBranch
+
+# Sub-commands import what they need when they run, so that `gitmesh validate` (a
+# pull-request check) does not pay for loading the Kubernetes client.
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -85,6 +90,9 @@ def add_source_flags(p: argparse.ArgumentParser) -> None:
 
 def make_source(args: argparse.Namespace) -> Source:
     """The git source the flags describe."""
+    from gitmesh.gitrepo import Auth
+    from gitmesh.source import Source
+
     auth = Auth.from_settings(
         token_env=args.git_token_env,
         token_file=args.git_token_file,
@@ -195,6 +203,8 @@ def add_cluster_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _settings(args: argparse.Namespace, **overrides: bool) -> reconcile.Settings:
+    from gitmesh import reconcile
+
     if args.concurrency < 1:
         raise GitmeshError("--concurrency must be at least 1")
     return reconcile.Settings(
@@ -207,16 +217,23 @@ def _settings(args: argparse.Namespace, **overrides: bool) -> reconcile.Settings
 
 
 def _central(args: argparse.Namespace) -> Cluster:
+    from gitmesh.cluster import Cluster
+
     return Cluster("central", args.central_kubeconfig, context=args.central_context)
 
 
 def _known(branch: StatusBranch) -> list[str]:
+    from gitmesh import statusfiles
+
     return [row["remote"] for row in statusfiles.read_status(branch.read())]
 
 
 def _pass(
     args: argparse.Namespace, settings: reconcile.Settings
 ) -> tuple[reconcile.PassResult, StatusBranch, Cluster]:
+    from gitmesh import logs, reconcile
+    from gitmesh.statusbranch import StatusBranch
+
     logs.setup(fmt=args.log_format, level=args.log_level)
     source = make_source(args)
     snapshot = source.fetch()
@@ -236,6 +253,8 @@ def _pass(
 
 def cmd_plan(args: argparse.Namespace) -> int:
     """Show what a pass would change, writing nothing."""
+    from gitmesh import planview
+
     result, _, central = _pass(args, _settings(args, plan_only=True))
     central.close()
     if args.format == "json":
@@ -256,6 +275,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
     """One pass: apply, then commit the status (not with --dry-run)."""
+    from gitmesh import logs, planview, reconcile, statusfiles
+
     if not args.once:
         print("gitmesh reconcile: pass --once (the poller is `gitmesh run`)", file=sys.stderr)
         return 2
@@ -285,6 +306,8 @@ def _listen(value: str) -> tuple[str, int]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """The poller: runs until SIGTERM/SIGINT, then exits 0."""
+    from gitmesh import logs, runner
+
     logs.setup(fmt=args.log_format, level=args.log_level)
     secret_env = args.webhook_secret_env
     secret = os.environ.get(secret_env, "").encode() if secret_env else b""
@@ -320,6 +343,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """Show each remote's state from the status branch."""
+    from gitmesh import statusfiles
+    from gitmesh.statusbranch import StatusBranch
+
     source = make_source(args)
     repo = None if args.status_branch else source.fetch().parse()
     branch = StatusBranch(source.cache, status_branch_name(args, repo))
@@ -419,9 +445,59 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["text", "json"], default="text")
     p.set_defaults(func=cmd_status)
 
-    localkube_cli.add_parser(sub)
-    demo.add_parser(sub)
+    _add_localkube(sub)
+    _add_demo(sub)
     return parser
+
+
+def _add_localkube(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("localkube", help="run the local Kubernetes API server emulator")
+    p.add_argument(
+        "--kubeconfig",
+        required=True,
+        type=Path,
+        help="write a kubeconfig here, with a context per cluster",
+    )
+    p.add_argument("--port", type=int, default=0, help="port to listen on (0: a free one)")
+    p.add_argument(
+        "--clusters", default="local", help="comma-separated cluster names (default: local)"
+    )
+    p.add_argument(
+        "--tls", action="store_true", help="serve HTTPS with a generated CA and a bearer token"
+    )
+    p.add_argument("--access-log", type=Path, help="append one JSON line per request here")
+    p.add_argument(
+        "--simulate-workloads",
+        action="store_true",
+        help="Deployments report their replicas ready shortly after each write",
+    )
+
+    def run(args: argparse.Namespace) -> int:
+        from gitmesh.localkube import cli
+
+        return cli.run(args)
+
+    p.set_defaults(func=run)
+
+
+def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "demo", help="run the seed's story on local clusters (no cluster or network needed)"
+    )
+    p.add_argument(
+        "--keep",
+        action="store_true",
+        help="leave the clusters up and print their kubeconfig for kubectl",
+    )
+    p.add_argument("--workdir", help="keep the demo's git repositories here")
+    p.add_argument("--verbose", action="store_true", help="show gitmesh's log lines")
+
+    def run(args: argparse.Namespace) -> int:
+        from gitmesh import demo
+
+        return demo.run(args)
+
+    p.set_defaults(func=run)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

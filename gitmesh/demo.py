@@ -307,18 +307,3 @@ def _keep(d: Demo) -> None:
             pass
     except KeyboardInterrupt:
         pass
-
-
-def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register `gitmesh demo`."""
-    p = sub.add_parser(
-        "demo", help="run the seed's story on local clusters (no cluster or network needed)"
-    )
-    p.add_argument(
-        "--keep",
-        action="store_true",
-        help="leave the clusters up and print their kubeconfig for kubectl",
-    )
-    p.add_argument("--workdir", help="keep the demo's git repositories here")
-    p.add_argument("--verbose", action="store_true", help="show gitmesh's log lines")
-    p.set_defaults(func=run)

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import git
 
@@ -141,17 +142,31 @@ class Cache:
         self, *args: str, env: Mapping[str, str] | None = None, input_path: Path | None = None
     ) -> str:
         """Run a git command in the cache with the credentials' environment."""
+        return str(self._execute(args, env=env, input_path=input_path, as_bytes=False))
+
+    def run_bytes(self, *args: str, input_path: Path | None = None) -> bytes:
+        """Run a git command and return its raw output (newlines kept)."""
+        out = self._execute(args, env=None, input_path=input_path, as_bytes=True)
+        return out if isinstance(out, bytes) else str(out).encode()
+
+    def _execute(
+        self,
+        args: tuple[str, ...],
+        *,
+        env: Mapping[str, str] | None,
+        input_path: Path | None,
+        as_bytes: bool,
+    ) -> str | bytes:
         full_env = {**self.auth.env(), **(env or {})}
+        options: dict[str, Any] = {"env": full_env, "kill_after_timeout": self.timeout}
+        if as_bytes:
+            options.update(stdout_as_string=False, strip_newline_in_stdout=False)
         try:
             if input_path is not None:
                 with input_path.open("rb") as stdin:
-                    out = self.repo.git.execute(
-                        ["git", *args], istream=stdin, env=full_env, kill_after_timeout=self.timeout
-                    )
+                    out = self.repo.git.execute(["git", *args], istream=stdin, **options)
             else:
-                out = self.repo.git.execute(
-                    ["git", *args], env=full_env, kill_after_timeout=self.timeout
-                )
+                out = self.repo.git.execute(["git", *args], **options)
         except git.GitCommandError as e:
             parts = [str(s).strip() for s in (e.stdout, e.stderr) if s]
             detail = "\n".join(p.removeprefix("stdout: ").removeprefix("stderr: ") for p in parts)
@@ -159,7 +174,7 @@ class Cache:
                 scrub(detail or f"git {args[0]} failed", self.auth),
                 status=e.status if isinstance(e.status, int | str) else None,
             ) from None
-        return str(out)
+        return out if isinstance(out, bytes) else str(out)
 
     def fetch(self, *refspecs: str) -> None:
         """Fetch refspecs from the remote (pruning what it deleted)."""
@@ -167,6 +182,52 @@ class Cache:
             self.run("fetch", "--prune", "--no-tags", "--force", self.url, *refspecs)
         except GitFailure as e:
             raise SourceError(f"cannot fetch {display_url(self.url)}: {e}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One file of a commit's tree."""
+
+    mode: int
+    type: str
+    sha: str
+    size: int
+    path: str
+
+
+def ls_tree(cache: Cache, commit: str, *paths: str) -> list[Entry]:
+    """Every file under `paths` (the whole tree when none) at `commit`: one git process."""
+    out = cache.run("ls-tree", "-r", "-l", "-z", "--full-tree", commit, "--", *paths)
+    entries = []
+    for record in out.split("\0"):
+        if not record:
+            continue
+        meta, path = record.split("\t", 1)
+        mode, typ, sha, size = meta.split()
+        entries.append(Entry(int(mode, 8), typ, sha, int(size) if size != "-" else 0, path))
+    return entries
+
+
+def cat_blobs(cache: Cache, shas: list[str]) -> dict[str, bytes]:
+    """The contents of blobs, by sha: one `git cat-file --batch` process for all of them."""
+    if not shas:
+        return {}
+    with tempfile.NamedTemporaryFile("w", suffix=".shas", delete=False) as f:
+        f.write("\n".join(shas) + "\n")
+        listing = Path(f.name)
+    try:
+        raw = cache.run_bytes("cat-file", "--batch", input_path=listing)
+    finally:
+        listing.unlink()
+    out: dict[str, bytes] = {}
+    pos = 0
+    while pos < len(raw):
+        end = raw.index(b"\n", pos)
+        sha, _, size = raw[pos:end].decode().split(" ")
+        start = end + 1
+        out[sha] = raw[start : start + int(size)]
+        pos = start + int(size) + 1
+    return out
 
 
 def commit_files(

@@ -368,6 +368,8 @@ class Runner:
 
 def _serve(runner: Runner, listen: tuple[str, int]) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
+        disable_nagle_algorithm = True  # see gitmesh.localkube.server._Handler
+
         def log_message(self, format: str, *args: Any) -> None:
             pass
 

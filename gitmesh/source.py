@@ -17,7 +17,7 @@ import git
 
 from gitmesh import meshrepo, yamlload
 from gitmesh.errors import Problem, SourceError
-from gitmesh.gitrepo import Auth, Cache, GitFailure, display_url
+from gitmesh.gitrepo import Auth, Cache, GitFailure, cat_blobs, display_url, ls_tree
 
 SYMLINK_MODE = 0o120000
 
@@ -100,45 +100,37 @@ class Source:
         )
 
     def _read(self, commit: git.Commit) -> tuple[dict[str, bytes], list[Problem]]:
-        files: dict[str, bytes] = {}
         refused: list[Problem] = []
-        tree = commit.tree
-        candidates: list[git.Blob] = []
-        for item in tree:
-            if item.path == meshrepo.MESH_FILE:
-                candidates.append(item)
-            elif item.path == meshrepo.REMOTES_DIR:
-                if item.type != "tree":
-                    refused.append(Problem(item.path, 1, 1, "", "must be a directory"))
-                    continue
-                candidates.extend(i for i in item if meshrepo.is_spec_path(str(i.path)))
-        for blob in candidates:
-            path = str(blob.path)
-            if blob.type != "blob":
+        wanted = []
+        for entry in ls_tree(self.cache, commit.hexsha, meshrepo.MESH_FILE, meshrepo.REMOTES_DIR):
+            if not meshrepo.is_spec_path(entry.path):
                 continue
-            if blob.mode == SYMLINK_MODE:
+            if entry.mode == SYMLINK_MODE:
                 refused.append(
                     Problem(
-                        path,
+                        entry.path,
                         1,
                         1,
                         "",
                         "is a symlink; gitmesh refuses symlinks in the mesh repository",
                     )
                 )
-            elif blob.size > self.max_file_bytes:
+            elif entry.type != "blob":
+                refused.append(Problem(entry.path, 1, 1, "", "is not a regular file"))
+            elif entry.size > self.max_file_bytes:
                 refused.append(
                     Problem(
-                        path,
+                        entry.path,
                         1,
                         1,
                         "",
-                        f"file is {blob.size} bytes; the limit is {self.max_file_bytes} bytes",
+                        f"file is {entry.size} bytes; the limit is {self.max_file_bytes} bytes",
                     )
                 )
             else:
-                files[path] = blob.data_stream.read()
-        return files, refused
+                wanted.append(entry)
+        blobs = cat_blobs(self.cache, sorted({e.sha for e in wanted}))
+        return {e.path: blobs[e.sha] for e in wanted}, refused
 
     def _changed(
         self, before: str | None, after: git.Commit, files: Mapping[str, bytes]

@@ -15,10 +15,8 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-import git
-
 from gitmesh.errors import StatusWriteError
-from gitmesh.gitrepo import Cache, GitFailure, commit_files, display_url
+from gitmesh.gitrepo import Cache, GitFailure, cat_blobs, commit_files, display_url, ls_tree
 
 Changes = dict[str, bytes | None]
 _RETRYABLE = (
@@ -74,12 +72,9 @@ class StatusBranch:
     def _files(self, tip: str | None) -> dict[str, bytes]:
         if tip is None:
             return {}
-        commit = self.cache.repo.commit(tip)
-        return {
-            str(b.path): b.data_stream.read()
-            for b in commit.tree.traverse()
-            if isinstance(b, git.Blob)
-        }
+        entries = [e for e in ls_tree(self.cache, tip) if e.type == "blob"]
+        blobs = cat_blobs(self.cache, sorted({e.sha for e in entries}))
+        return {e.path: blobs[e.sha] for e in entries}
 
     def read(self) -> dict[str, bytes]:
         """The files at the branch tip (empty when the branch does not exist yet)."""

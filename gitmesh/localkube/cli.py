@@ -1,4 +1,6 @@
-"""`gitmesh localkube`: serve emulated clusters until SIGTERM/SIGINT, for kubectl and demos."""
+"""`gitmesh localkube`: serve emulated clusters until SIGTERM/SIGINT, for kubectl and demos.
+
+Its flags are declared in gitmesh.cli."""
 
 from __future__ import annotations
 
@@ -6,35 +8,9 @@ import argparse
 import signal
 import sys
 import threading
-from pathlib import Path
 from types import FrameType
 
 from gitmesh.localkube.server import Server
-
-
-def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register the `localkube` sub-command."""
-    p = sub.add_parser("localkube", help="run the local Kubernetes API server emulator")
-    p.add_argument(
-        "--kubeconfig",
-        required=True,
-        type=Path,
-        help="write a kubeconfig here, with a context per cluster",
-    )
-    p.add_argument("--port", type=int, default=0, help="port to listen on (0: a free one)")
-    p.add_argument(
-        "--clusters", default="local", help="comma-separated cluster names (default: local)"
-    )
-    p.add_argument(
-        "--tls", action="store_true", help="serve HTTPS with a generated CA and a bearer token"
-    )
-    p.add_argument("--access-log", type=Path, help="append one JSON line per request here")
-    p.add_argument(
-        "--simulate-workloads",
-        action="store_true",
-        help="Deployments report their replicas ready shortly after each write",
-    )
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

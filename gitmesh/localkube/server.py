@@ -129,6 +129,9 @@ class _Dropped(Exception):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes; without TCP_NODELAY, Nagle's algorithm
+    # and the client's delayed ACK add ~40 ms to every response.
+    disable_nagle_algorithm = True
     server: _HTTPServer
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -959,6 +962,9 @@ class Server:
                             "status": code,
                             "ms": round(ms, 3),
                             "cluster": cluster,
+                            "verb": verb,
+                            "resource": resource,
+                            "time": round(time.time(), 6),
                         }
                     )
                     + "\n"

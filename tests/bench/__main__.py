@@ -1,0 +1,573 @@
+"""gitmesh benchmarks. Not part of the test suite; run from a checkout:
+
+    python -m tests.bench                      # everything (about 10 minutes on 2 cores)
+    python -m tests.bench --only passes --sizes 10,100
+    python -m tests.bench --json bench-results.json
+
+The emulator runs in a separate process (tests/bench/emulator.py) and gitmesh runs as the
+`gitmesh` command, so gitmesh's own cost is what is measured; request counts come from
+localkube's access log. Prints a table and writes JSON. Goals are checked and reported,
+met or not; nothing here is tuned to pass.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import kubernetes
+import yaml
+
+from gitmesh import reconcile, render, sandbox, specs, statusfiles
+from gitmesh.cluster import Cluster
+from gitmesh.gitrepo import Bare, Cache
+from gitmesh.localkube import Server
+from gitmesh.source import Source
+from gitmesh.statusbranch import StatusBranch
+from tests.bench.emulator import remote_names
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = (ROOT / "example-repo/remotes/remoteistio-sample.yaml").read_text()
+MESH = (ROOT / "example-repo/mesh.yaml").read_bytes()
+WRITES = ("create", "update", "patch", "delete", "deletecollection")
+
+
+class Emulator:
+    """tests.bench.emulator in a subprocess, and its access log."""
+
+    def __init__(self, remotes: int, workdir: Path) -> None:
+        self.dir = workdir
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.bench.emulator",
+                "--remotes",
+                str(remotes),
+                "--dir",
+                str(workdir),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if "ready" not in line:
+            raise RuntimeError(f"emulator did not start: {line!r}")
+        self.log = workdir / "access.jsonl"
+
+    def offset(self) -> int:
+        return self.log.stat().st_size
+
+    def since(self, offset: int) -> list[dict[str, Any]]:
+        with self.log.open("rb") as f:
+            f.seek(offset)
+            return [json.loads(line) for line in f.read().splitlines() if line.strip()]
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(60)
+        if self.proc.stdout:
+            self.proc.stdout.close()
+
+
+@contextmanager
+def emulator(remotes: int, workdir: Path) -> Iterator[Emulator]:
+    emu = Emulator(remotes, workdir)
+    try:
+        yield emu
+    finally:
+        emu.stop()
+
+
+def mesh_repo(path: Path, names: list[str]) -> Bare:
+    repo = Bare(path)
+    files: dict[str, bytes | None] = {"mesh.yaml": MESH}
+    for name in names:
+        files[f"remotes/{name}.yaml"] = TEMPLATE.replace("remoteistio-sample", name).encode()
+    repo.commit(files, f"{len(names)} remotes")
+    return repo
+
+
+def run_cli(args: list[str], env: dict[str, str] | None = None) -> tuple[float, float, int]:
+    """Run a command; (wall seconds, peak RSS in MiB, exit code)."""
+    start = time.monotonic()
+    proc = subprocess.Popen(
+        args,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, **(env or {})},
+    )
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.monotonic() - start
+    return seconds, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status)
+
+
+def per_remote(lines: list[dict[str, Any]], remotes: set[str]) -> dict[str, float]:
+    counts: Counter[str] = Counter(line["verb"] for line in lines if line["cluster"] in remotes)
+    n = max(1, len(remotes))
+    return {verb: round(c / n, 2) for verb, c in sorted(counts.items())}
+
+
+def gitmesh_reconcile(emu: Emulator, repo: Bare, cache: Path) -> list[str]:
+    return [
+        "gitmesh",
+        "reconcile",
+        "--once",
+        "--repo",
+        repo.url,
+        "--cache-dir",
+        str(cache),
+        "--central-kubeconfig",
+        str(emu.dir / "central.kubeconfig"),
+        "--concurrency",
+        "8",
+        "--log-level",
+        "warning",
+    ]
+
+
+def bench_passes(sizes: list[int], tmp: Path) -> list[dict[str, Any]]:
+    rows = []
+    for size in sizes:
+        work = tmp / f"passes-{size}"
+        names = remote_names(size)
+        with emulator(size, work) as emu:
+            repo = mesh_repo(work / "mesh.git", names)
+            cmd = gitmesh_reconcile(emu, repo, work / "cache")
+            row: dict[str, Any] = {"remotes": size}
+            for phase in ("initial", "noop"):
+                offset = emu.offset()
+                seconds, rss, code = run_cli(cmd)
+                lines = emu.since(offset)
+                row[phase] = {
+                    "seconds": round(seconds, 2),
+                    "peak_rss_mib": round(rss, 1),
+                    "exit": code,
+                    "requests_per_remote": per_remote(lines, set(names)),
+                    "central_requests": sum(1 for x in lines if x["cluster"] == "central"),
+                }
+            rows.append(row)
+            print(
+                f"  passes R={size}: initial {row['initial']['seconds']}s, "
+                f"no-op {row['noop']['seconds']}s",
+                flush=True,
+            )
+    return rows
+
+
+def bench_endpoints(size: int, samples: int, tmp: Path) -> dict[str, Any]:
+    work = tmp / "endpoints"
+    names = remote_names(size)
+    with emulator(size, work) as emu:
+        repo = mesh_repo(work / "mesh.git", names)
+        port = 18000 + os.getpid() % 1000
+        log = (work / "run.log").open("w")
+        run = subprocess.Popen(
+            [
+                "gitmesh",
+                "run",
+                "--repo",
+                repo.url,
+                "--cache-dir",
+                str(work / "cache"),
+                "--central-kubeconfig",
+                str(emu.dir / "central.kubeconfig"),
+                "--interval",
+                "3600",
+                "--resync",
+                "3600",
+                "--listen",
+                f"127.0.0.1:{port}",
+                "--log-level",
+                "warning",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            import urllib.request
+
+            deadline = time.monotonic() + 600
+            while time.monotonic() < deadline:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
+                        if r.status == 200:
+                            break
+                except OSError:
+                    pass
+                time.sleep(0.5)
+            client = kubernetes.config.new_client_from_config(str(emu.dir / "central.kubeconfig"))
+            core = kubernetes.client.CoreV1Api(client)
+            pod = next(
+                p.metadata.name
+                for p in core.list_namespaced_pod(
+                    sandbox.NAMESPACE, label_selector="istio-mixer-type=telemetry"
+                ).items
+            )
+            latencies = []
+            for i in range(samples):
+                ip = f"10.99.{i // 250}.{i % 250 + 1}"
+                offset = emu.offset()
+                t0 = time.time()
+                core.patch_namespaced_pod_status(
+                    pod, sandbox.NAMESPACE, {"status": {"podIP": ip, "podIPs": [{"ip": ip}]}}
+                )
+                done: dict[str, float] = {}
+                deadline = time.monotonic() + 15
+                while len(done) < size and time.monotonic() < deadline:
+                    for line in emu.since(offset):
+                        if (
+                            line["verb"] == "patch"
+                            and line["resource"] == "endpoints"
+                            and line["status"] == 200
+                            and line["cluster"] in names
+                            and "istio-telemetry" in line["path"]
+                        ):
+                            done.setdefault(line["cluster"], line["time"])
+                    time.sleep(0.02)
+                latencies.append(max(done.values()) - t0 if len(done) == size else float("inf"))
+                time.sleep(0.1)
+            client.close()
+        finally:
+            run.send_signal(signal.SIGTERM)
+            run.wait(60)
+            log.close()
+    finite = sorted(latencies)
+    return {
+        "remotes": size,
+        "samples": samples,
+        "p50_ms": round(statistics.median(finite) * 1000, 1),
+        "p99_ms": round(finite[min(len(finite) - 1, int(len(finite) * 0.99))] * 1000, 1),
+        "max_ms": round(finite[-1] * 1000, 1),
+    }
+
+
+def desired_objects(emu: Emulator, names: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """What gitmesh renders for each remote, as kubectl would apply it."""
+    mesh = specs.Mesh.model_validate(yaml.safe_load(MESH))
+    with Cluster("central", emu.dir / "central.kubeconfig") as central:
+        spec0 = specs.RemoteIstio.model_validate(yaml.safe_load(TEMPLATE))
+        state = reconcile.observe_central(central, mesh, [spec0])
+    out = {}
+    for name in names:
+        spec = specs.RemoteIstio.model_validate(
+            yaml.safe_load(TEMPLATE.replace("remoteistio-sample", name))
+        )
+        rendered = render.remote(spec, mesh, state)
+        objs = [o for c in rendered.components for o in c.objects if o["kind"] != "Namespace"]
+        for ns in spec.spec.auto_injection_namespaces:
+            objs.append(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Namespace",
+                    "metadata": {
+                        "name": ns,
+                        "labels": {
+                            "istio-injection": "enabled",
+                            "istio-operator-managed-injection": "enabled",
+                        },
+                    },
+                }
+            )
+        out[name] = objs
+    return out
+
+
+def bench_kubectl(size: int, tmp: Path) -> dict[str, Any]:
+    work = tmp / "kubectl"
+    names = remote_names(2 * size)
+    by_kubectl, by_gitmesh = names[:size], names[size:]
+    with emulator(2 * size, work) as emu:
+        manifests = {}
+        for name, objs in desired_objects(emu, by_kubectl).items():
+            path = work / f"{name}.yaml"
+            path.write_text(yaml.safe_dump_all(objs))
+            manifests[name] = path
+        env = {
+            "KUBECONFIG": str(emu.dir / "all.kubeconfig"),
+            "KUBECACHEDIR": str(work / "kubecache"),
+        }
+        repo = mesh_repo(work / "mesh.git", by_gitmesh)
+        cmd = gitmesh_reconcile(emu, repo, work / "cache")
+        result: dict[str, Any] = {"remotes": size}
+        for phase in ("initial", "noop"):
+            offset = emu.offset()
+            start = time.monotonic()
+            for name, path in manifests.items():
+                proc = subprocess.run(
+                    ["kubectl", "apply", "--validate=false", "--context", name, "-f", str(path)],
+                    capture_output=True,
+                    text=True,
+                    env={**os.environ, **env},
+                    check=False,
+                )
+                if proc.returncode != 0:
+                    raise RuntimeError(proc.stderr)
+            kubectl_s = time.monotonic() - start
+            kubectl_lines = emu.since(offset)
+            offset = emu.offset()
+            gitmesh_s, _, _ = run_cli(cmd)
+            gitmesh_lines = emu.since(offset)
+            k_req = sum(1 for x in kubectl_lines if x["cluster"] in by_kubectl)
+            g_req = sum(1 for x in gitmesh_lines if x["cluster"] in by_gitmesh)
+            result[phase] = {
+                "kubectl_seconds": round(kubectl_s, 2),
+                "gitmesh_seconds": round(gitmesh_s, 2),
+                "kubectl_requests": k_req,
+                "gitmesh_requests": g_req,
+                "speedup": round(kubectl_s / gitmesh_s, 1),
+                "request_ratio": round(k_req / max(1, g_req), 1),
+            }
+    return result
+
+
+def bench_git(size: int, tmp: Path) -> dict[str, Any]:
+    work = tmp / "git"
+    names = remote_names(size)
+    repo = mesh_repo(work / "mesh.git", names)
+    source = Source(repo.url, cache_dir=work / "cache")
+    start = time.monotonic()
+    snap = source.fetch()
+    read_s = time.monotonic() - start
+    start = time.monotonic()
+    parsed = snap.parse()
+    parse_s = time.monotonic() - start
+    assert len(parsed.remotes) == size
+    comps = tuple(
+        statusfiles.ComponentReport(c, "Ready", objects=5, created=5)
+        for c in ("common", "citadel", "sidecarinjector", "services", "injection")
+    )
+    report = statusfiles.PassReport(
+        snap.commit,
+        {
+            n: statusfiles.RemoteReport(
+                n,
+                "Available",
+                components=comps,
+                endpoints={"istio-pilot": (f"10.24.{i // 250}.{i % 250}:15010",)},
+            )
+            for i, n in enumerate(names)
+        },
+    )
+    branch = StatusBranch(Cache(repo.url, cache_dir=work / "cache2"), "gitmesh/status")
+
+    def write() -> str | None:
+        return branch.write(
+            lambda cur: statusfiles.render(report, cur, "2026-01-01T00:00:00Z"),
+            lambda ch: statusfiles.message(report, ch),
+        )
+
+    start = time.monotonic()
+    assert write()
+    write_s = time.monotonic() - start
+    start = time.monotonic()
+    assert write() is None
+    noop_s = time.monotonic() - start
+    return {
+        "remotes": size,
+        "fetch_and_read_seconds": round(read_s, 2),
+        "validate_seconds": round(parse_s, 2),
+        "status_commit_seconds": round(write_s, 2),
+        "status_noop_seconds": round(noop_s, 2),
+    }
+
+
+def bench_localkube_list(objects: int) -> dict[str, Any]:
+    with Server(clusters=["local"]) as server:
+        store = server.store("local")
+        kind = store.kind("", "v1", "configmaps")
+        for i in range(objects):
+            store.create(
+                kind,
+                "default",
+                {
+                    "metadata": {
+                        "name": f"cm-{i:05d}",
+                        "labels": {"app": "target" if i % 100 == 0 else "other"},
+                    },
+                    "data": {"k": "v" * 64},
+                },
+            )
+        client = kubernetes.config.new_client_from_config_dict(server.kubeconfig())
+        core = kubernetes.client.CoreV1Api(client)
+        times = []
+        for _ in range(30):
+            start = time.monotonic()
+            got = core.list_namespaced_config_map("default", label_selector="app=target")
+            times.append(time.monotonic() - start)
+        client.close()
+        assert len(got.items) == objects // 100
+    times.sort()
+    return {
+        "objects": objects,
+        "matched": objects // 100,
+        "median_ms": round(statistics.median(times) * 1000, 1),
+        "p95_ms": round(times[int(len(times) * 0.95)] * 1000, 1),
+    }
+
+
+GOALS = [
+    (
+        "no-op pass: at most one LIST per managed kind per remote (10) and no writes",
+        lambda r: (
+            all(
+                sum(v for k, v in row["noop"]["requests_per_remote"].items() if k in WRITES) == 0
+                and row["noop"]["requests_per_remote"].get("list", 0) <= 10
+                for row in r.get("passes", [])
+            )
+            if r.get("passes")
+            else None
+        ),
+    ),
+    (
+        "no-op pass over 1000 remotes under 5 s",
+        lambda r: next(
+            (row["noop"]["seconds"] < 5 for row in r.get("passes", []) if row["remotes"] == 1000),
+            None,
+        ),
+    ),
+    (
+        "endpoint propagation p99 under 1 s at 100 remotes",
+        lambda r: r["endpoints"]["p99_ms"] < 1000 if "endpoints" in r else None,
+    ),
+    (
+        "at least 10x faster than kubectl apply on the first pass",
+        lambda r: r["kubectl"]["initial"]["speedup"] >= 10 if "kubectl" in r else None,
+    ),
+    (
+        "at least 20x fewer requests than kubectl apply on the no-op pass",
+        lambda r: r["kubectl"]["noop"]["request_ratio"] >= 20 if "kubectl" in r else None,
+    ),
+    (
+        "reading 1000 specs at a commit under 2 s",
+        lambda r: (
+            r["git"]["fetch_and_read_seconds"] + r["git"]["validate_seconds"] < 2
+            if "git" in r
+            else None
+        ),
+    ),
+    (
+        "one status commit for 1000 remotes under 5 s",
+        lambda r: r["git"]["status_commit_seconds"] < 5 if "git" in r else None,
+    ),
+    (
+        "a labelled LIST out of 10,000 objects well under a second",
+        lambda r: r["localkube"]["median_ms"] < 250 if "localkube" in r else None,
+    ),
+]
+
+
+def table(results: dict[str, Any]) -> str:
+    out = []
+    if "passes" in results:
+        out.append(
+            "| remotes | initial pass | no-op pass | requests/remote, initial | "
+            "requests/remote, no-op | peak RSS |"
+        )
+        out.append("|---:|---:|---:|---|---|---:|")
+        for row in results["passes"]:
+            i, n = row["initial"], row["noop"]
+            fmt = lambda d: ", ".join(f"{k} {v:g}" for k, v in d.items())  # noqa: E731
+            out.append(
+                f"| {row['remotes']} | {i['seconds']} s | {n['seconds']} s | "
+                f"{fmt(i['requests_per_remote'])} | {fmt(n['requests_per_remote'])} | "
+                f"{max(i['peak_rss_mib'], n['peak_rss_mib']):.0f} MiB |"
+            )
+    if "endpoints" in results:
+        e = results["endpoints"]
+        out.append(
+            f"\nEndpoint propagation across {e['remotes']} remotes ({e['samples']} pod "
+            f"IP changes): p50 {e['p50_ms']} ms, p99 {e['p99_ms']} ms, max "
+            f"{e['max_ms']} ms"
+        )
+    if "kubectl" in results:
+        k = results["kubectl"]
+        out.append(f"\n`kubectl apply` per remote vs gitmesh, {k['remotes']} remotes:\n")
+        out.append(
+            "| pass | kubectl | gitmesh | speed-up | kubectl requests | gitmesh requests | ratio |"
+        )
+        out.append("|---|---:|---:|---:|---:|---:|---:|")
+        for phase in ("initial", "noop"):
+            p = k[phase]
+            out.append(
+                f"| {phase} | {p['kubectl_seconds']} s | {p['gitmesh_seconds']} s | "
+                f"{p['speedup']}x | {p['kubectl_requests']} | {p['gitmesh_requests']} |"
+                f" {p['request_ratio']}x |"
+            )
+    if "git" in results:
+        g = results["git"]
+        out.append(
+            f"\ngit, {g['remotes']} remotes: clone+read {g['fetch_and_read_seconds']} s, "
+            f"validate {g['validate_seconds']} s, status commit "
+            f"{g['status_commit_seconds']} s, no-op status {g['status_noop_seconds']} s"
+        )
+    if "localkube" in results:
+        lk = results["localkube"]
+        out.append(
+            f"\nlocalkube: labelled LIST of {lk['matched']} out of {lk['objects']} "
+            f"objects: median {lk['median_ms']} ms, p95 {lk['p95_ms']} ms"
+        )
+    out.append("\nGoals:")
+    for text, check in GOALS:
+        verdict = check(results)
+        mark = "n/a" if verdict is None else ("met" if verdict else "MISSED")
+        out.append(f"- {mark}: {text}")
+    return "\n".join(out)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(prog="python -m tests.bench")
+    p.add_argument("--sizes", default="10,100,1000")
+    p.add_argument("--endpoint-remotes", type=int, default=100)
+    p.add_argument("--endpoint-samples", type=int, default=30)
+    p.add_argument("--kubectl-remotes", type=int, default=20)
+    p.add_argument("--git-remotes", type=int, default=1000)
+    p.add_argument("--only", default="passes,endpoints,kubectl,git,localkube")
+    p.add_argument("--json", type=Path, default=Path("bench-results.json"))
+    args = p.parse_args()
+    only = set(args.only.split(","))
+    results: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()}
+    }
+    with tempfile.TemporaryDirectory(prefix="gitmesh-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        if "localkube" in only:
+            results["localkube"] = bench_localkube_list(10_000)
+            print("  localkube list done", flush=True)
+        if "git" in only:
+            results["git"] = bench_git(args.git_remotes, tmp)
+            print("  git done", flush=True)
+        if "kubectl" in only:
+            results["kubectl"] = bench_kubectl(args.kubectl_remotes, tmp)
+            print("  kubectl done", flush=True)
+        if "endpoints" in only:
+            results["endpoints"] = bench_endpoints(
+                args.endpoint_remotes, args.endpoint_samples, tmp
+            )
+            print("  endpoints done", flush=True)
+        if "passes" in only:
+            results["passes"] = bench_passes([int(s) for s in args.sizes.split(",")], tmp)
+    results["goals"] = {text: check(results) for text, check in GOALS}
+    args.json.write_text(json.dumps(results, indent=2))
+    print(table(results))
+    print(f"\nJSON: {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,47 @@
+"""The emulator side of the benchmarks, in a process of its own: localkube with a central
+cluster running simulated Istio and N remotes, an access log, and kubeconfigs in a
+directory. Serves until SIGTERM.
+
+    python -m tests.bench.emulator --remotes 100 --dir /tmp/bench
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from gitmesh import sandbox
+from gitmesh.localkube import Server
+
+
+def remote_names(n: int, prefix: str = "remote") -> list[str]:
+    return [f"{prefix}-{i:04d}" for i in range(n)]
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--remotes", type=int, required=True)
+    p.add_argument("--dir", type=Path, required=True)
+    p.add_argument("--prefix", default="remote")
+    p.add_argument("--pods", type=int, default=2, help="pods per central Istio service")
+    args = p.parse_args()
+    args.dir.mkdir(parents=True, exist_ok=True)
+    remotes = remote_names(args.remotes, args.prefix)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with Server(
+        clusters=["central", *remotes], access_log=args.dir / "access.jsonl", history=200_000
+    ) as server:
+        sandbox.start(server, remotes=remotes, pods_per_service=args.pods)
+        server.write_kubeconfig(args.dir / "central.kubeconfig", "central")
+        server.write_kubeconfig(args.dir / "all.kubeconfig", "central")
+        print("ready", flush=True)
+        stop.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
