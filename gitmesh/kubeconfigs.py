@@ -17,6 +17,8 @@ import yaml
 
 from gitmesh.errors import CredentialsError
 
+# libyaml when PyYAML has it: kubeconfigs are read for every remote on every pass.
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 FILE_FIELDS = ("tokenFile", "client-certificate", "client-key", "certificate-authority")
 
 
@@ -45,7 +47,7 @@ def from_secret(secret: Mapping[str, Any], remote: str) -> dict[str, Any]:
 def parse(text: str, *, where: str, from_secret: bool = False) -> dict[str, Any]:
     """Parse and check a kubeconfig."""
     try:
-        config = yaml.safe_load(text)
+        config = yaml.load(text, Loader=_Loader)  # noqa: S506 - a safe loader
     except yaml.YAMLError:
         raise CredentialsError(f"{where} is not a valid kubeconfig (YAML does not parse)") from None
     if not isinstance(config, dict) or not config.get("clusters") or not config.get("contexts"):

@@ -317,6 +317,7 @@ def reconcile_remote(
     """Make one remote match its spec; never raises (failures become the report)."""
     log = logs.get()
     ctx = {"remote": name, "revision": revision[:12]}
+    log.info("remote status updated", extra={**ctx, "status": "Reconciling"})
     log.info("reconciling remote istio", extra=ctx)
     namespace = settings.namespace or mesh.namespace
     try:
@@ -374,8 +375,10 @@ def reconcile_remote(
                     failure = str(e)
     except errors.GitmeshError as e:
         log.error("remote istio failed", extra={**ctx, "error": str(e)})
+        log.info("remote status updated", extra={**ctx, "status": "ReconcileFailed"})
         return RemoteResult(RemoteReport(name, "ReconcileFailed", message=str(e), error=str(e)))
     if failure is not None:
+        log.info("remote status updated", extra={**ctx, "status": "ReconcileFailed"})
         return RemoteResult(
             RemoteReport(
                 name,
@@ -394,6 +397,7 @@ def reconcile_remote(
         )
     if secret is not None and not settings.dry_run:
         _mark_multicluster(central, secret, ctx)
+    log.info("remote status updated", extra={**ctx, "status": "Available"})
     log.info("remote istio reconciled", extra=ctx)
     return RemoteResult(
         RemoteReport(name, "Available", components=tuple(reports), endpoints=rendered.endpoints),
@@ -549,7 +553,10 @@ def run_pass(
         message = "; ".join(str(p) for p in problems)
         log.error("invalid spec", extra={"remote": name, "error": message})
         results[name] = RemoteResult(RemoteReport(name, "InvalidSpec", message=message))
-    gone = sorted(set(known) - set(repo.remotes) - set(repo.invalid))
+    known = set(known)
+    for name in sorted(set(repo.remotes) - known):
+        log.info("remote status updated", extra={"remote": name, "status": "Created"})
+    gone = sorted(known - set(repo.remotes) - set(repo.invalid))
     with ThreadPoolExecutor(
         max_workers=max(1, settings.concurrency), thread_name_prefix="remote"
     ) as pool:

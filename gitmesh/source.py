@@ -9,6 +9,7 @@ and nothing downstream ever sees a partial one.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,17 @@ from gitmesh.errors import Problem, SourceError
 from gitmesh.gitrepo import Auth, Cache, GitFailure, cat_blobs, display_url, ls_tree
 
 SYMLINK_MODE = 0o120000
+_SHA = re.compile(r"[0-9a-f]{7,40}")
+_URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://|^[^/]+@[^/]+:")
+
+
+def local_path_url(url: str) -> str:
+    """An existing local path as an absolute path (git runs inside the cache clone, where a
+    relative path would mean something else); URLs unchanged."""
+    if _URL.match(url):
+        return url
+    path = Path(url).expanduser()
+    return str(path.resolve()) if path.exists() else url
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,10 +64,10 @@ class Source:
         timeout: float = 120.0,
         max_file_bytes: int = yamlload.MAX_FILE_BYTES,
     ) -> None:
-        self.url = url
+        self.url = local_path_url(url)
         self.revision = revision
         self.max_file_bytes = max_file_bytes
-        self.cache = Cache(url, cache_dir=cache_dir, auth=auth, timeout=timeout)
+        self.cache = Cache(self.url, cache_dir=cache_dir, auth=auth, timeout=timeout)
         self.last_good: Snapshot | None = None
 
     @property
@@ -81,7 +93,7 @@ class Source:
         self.last_good = snapshot
         return snapshot
 
-    def _resolve(self) -> git.Commit:
+    def _resolve(self, *, fetch_by_id: bool = True) -> git.Commit:
         repo = self.cache.repo
         for ref in (
             f"refs/remotes/origin/{self.revision}",
@@ -94,6 +106,14 @@ class Source:
                 continue
             if sha:
                 return repo.commit(sha.strip())
+        if fetch_by_id and _SHA.fullmatch(self.revision):
+            # A commit no branch points at (a pull request's merge commit): fetch it by id.
+            try:
+                self.cache.run("fetch", "--no-tags", self.url, self.revision)
+            except GitFailure:
+                pass
+            else:
+                return self._resolve(fetch_by_id=False)
         raise SourceError(
             f"revision {self.revision!r} not found in {self.display} "
             "(not a branch, tag or fetched commit)"

@@ -861,9 +861,10 @@ class Server:
             self._listen(cluster)
 
     def kubeconfig(self, name: str | None = None, *, namespace: str = "default") -> dict[str, Any]:
-        """A kubeconfig dict with a context per cluster (current: `name`, else the first)."""
-        names = list(self.clusters)
-        current = name or names[0]
+        """A kubeconfig dict for cluster `name` alone, or, without a name, one with a
+        context per cluster (the first current)."""
+        names = [name] if name else list(self.clusters)
+        current = names[0]
         cluster_entries = []
         for n in names:
             entry: dict[str, Any] = {"server": self.url(n)}
@@ -887,7 +888,7 @@ class Server:
         }
 
     def write_kubeconfig(self, path: Path, name: str | None = None) -> Path:
-        """Write `kubeconfig(name)` as YAML (mode 0600) and return the path."""
+        """Write `kubeconfig(name)` (all clusters without a name) as YAML, mode 0600."""
         path.write_text(yaml.safe_dump(self.kubeconfig(name), sort_keys=False), encoding="utf-8")
         path.chmod(0o600)
         return path
@@ -907,12 +908,19 @@ class Server:
             self.faults.clear()
 
     def apply_faults(self, handler: _Handler, cluster: str, verb: str, resource: str) -> None:
-        """Called by the handler before serving a request."""
+        """Called by the handler before serving a request. Each matching fault draws in
+        turn (so five faults of 2% fail about 10% of requests); the first that fires acts."""
         with self._lock:
-            fault = next((f for f in self.faults if f.matches(cluster, verb, resource)), None)
-            if fault is None or (
-                fault.probability < 1.0 and self._rng.random() >= fault.probability
-            ):
+            fault = next(
+                (
+                    f
+                    for f in self.faults
+                    if f.matches(cluster, verb, resource)
+                    and (f.probability >= 1.0 or self._rng.random() < f.probability)
+                ),
+                None,
+            )
+            if fault is None:
                 return
             fault.hits += 1
             if fault.count is not None:

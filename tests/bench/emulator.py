@@ -37,7 +37,7 @@ def main() -> int:
     ) as server:
         sandbox.start(server, remotes=remotes, pods_per_service=args.pods)
         server.write_kubeconfig(args.dir / "central.kubeconfig", "central")
-        server.write_kubeconfig(args.dir / "all.kubeconfig", "central")
+        server.write_kubeconfig(args.dir / "all.kubeconfig")
         print("ready", flush=True)
         stop.wait()
     return 0

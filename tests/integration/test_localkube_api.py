@@ -795,3 +795,22 @@ class TestWorkloads:
             for n, p in pods.items()
         }
         assert ready == {"p1": "True", "p2": "False"}
+
+
+def test_probabilistic_faults_add_up(client_for: ClientFor) -> None:
+    """Five faults of 2% each fail about 10% of matching requests, each kind drawn."""
+    with Server(clusters=["local"], seed=3) as server:
+        faults = [
+            server.inject(verb="get", resource=CM, status=code, count=None, probability=0.02)
+            for code in (500, 503, 409, 400, 418)
+        ]
+        core = kubernetes.client.CoreV1Api(client_for(server, "local"))
+        core.create_namespaced_config_map("default", cm("a"))
+        failed = 0
+        for _ in range(400):
+            try:
+                core.read_namespaced_config_map("a", "default")
+            except ApiException:
+                failed += 1
+        assert 20 <= failed <= 60
+        assert all(f.hits > 0 for f in faults)

@@ -158,3 +158,17 @@ def test_oversize_file_is_refused(remote: MeshRemote, tmp_path: Path) -> None:
     snap = source(remote, tmp_path, max_file_bytes=1024).fetch()
     assert "remotes/huge.yaml" not in snap.files
     assert "file is 2048 bytes; the limit is 1024 bytes" in str(snap.refused[0])
+
+
+def test_local_path_and_a_commit_no_branch_points_at(
+    remote: MeshRemote, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--repo .` in a pull request's checkout, at its detached merge commit, works."""
+    git(remote.work, "checkout", "--quiet", "--detach")
+    (remote.work / "remotes/remote-eu.yaml").unlink()
+    git(remote.work, "add", "-A")
+    git(remote.work, "commit", "--quiet", "-m", "PR merge commit")
+    sha = git(remote.work, "rev-parse", "HEAD")
+    monkeypatch.chdir(remote.work)
+    snap = Source(".", revision=sha, cache_dir=tmp_path / "cache").fetch()
+    assert snap.commit == sha and "remotes/remote-eu.yaml" not in snap.files
