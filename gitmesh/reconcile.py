@@ -379,6 +379,8 @@ def reconcile_remote(
         return RemoteResult(RemoteReport(name, "ReconcileFailed", message=str(e), error=str(e)))
     if failure is not None:
         log.info("remote status updated", extra={**ctx, "status": "ReconcileFailed"})
+        # The snapshot says what the remote has: only when its Endpoints were applied.
+        applied = any(r.name == "services" and r.state == "Ready" for r in reports)
         return RemoteResult(
             RemoteReport(
                 name,
@@ -386,7 +388,7 @@ def reconcile_remote(
                 message=failure,
                 components=tuple(reports),
                 error=failure,
-                endpoints=rendered.endpoints if central_state.pods_error is None else None,
+                endpoints=rendered.endpoints if applied else None,
             ),
             tuple(all_items),
         )
@@ -522,6 +524,17 @@ def _guarded(guard: Guard, name: str, work: Callable[[], RemoteResult]) -> Remot
         return work()
 
 
+def _each_remote(
+    jobs: Mapping[str, Callable[[], RemoteResult]], *, settings: Settings, guard: Guard, prefix: str
+) -> dict[str, RemoteResult]:
+    """Run one job per remote in a bounded thread pool, each under its remote's guard."""
+    with ThreadPoolExecutor(
+        max_workers=max(1, settings.concurrency), thread_name_prefix=prefix
+    ) as pool:
+        futures = {name: pool.submit(_guarded, guard, name, job) for name, job in jobs.items()}
+        return {name: fut.result() for name, fut in futures.items()}
+
+
 def run_pass(
     repo: meshrepo.Repo,
     revision: str,
@@ -557,48 +570,25 @@ def run_pass(
     for name in sorted(set(repo.remotes) - known):
         log.info("remote status updated", extra={"remote": name, "status": "Created"})
     gone = sorted(known - set(repo.remotes) - set(repo.invalid))
-    with ThreadPoolExecutor(
-        max_workers=max(1, settings.concurrency), thread_name_prefix="remote"
-    ) as pool:
-        futures = {
-            name: pool.submit(
-                _guarded,
-                guard,
-                name,
-                partial(
-                    reconcile_remote,
-                    name,
-                    spec,
-                    mesh=mesh,
-                    central_state=central_state,
-                    central=central,
-                    connect=connect,
-                    settings=settings,
-                    revision=revision,
-                    stop=stop,
-                ),
-            )
-            for name, spec in sorted(chosen.items())
-        }
-        pruning = {
-            name: pool.submit(
-                _guarded,
-                guard,
-                name,
-                partial(prune_remote, name, central, connect, settings, namespace),
-            )
-            for name in gone
-        }
-        for name, fut in futures.items():
-            results[name] = fut.result()
-        removed = []
-        for name, fut in pruning.items():
-            result = fut.result()
-            if result.report.state == "Removed":
-                removed.append(name)
-                results[name] = RemoteResult(result.report, result.items)
-            else:
-                results[name] = result
+    jobs: dict[str, Callable[[], RemoteResult]] = {
+        name: partial(
+            reconcile_remote,
+            name,
+            spec,
+            mesh=mesh,
+            central_state=central_state,
+            central=central,
+            connect=connect,
+            settings=settings,
+            revision=revision,
+            stop=stop,
+        )
+        for name, spec in sorted(chosen.items())
+    }
+    for name in gone:
+        jobs[name] = partial(prune_remote, name, central, connect, settings, namespace)
+    results.update(_each_remote(jobs, settings=settings, guard=guard, prefix="remote"))
+    removed = [name for name in gone if results[name].report.state == "Removed"]
     reports = {n: r.report for n, r in results.items() if r.report.state != "Removed"}
     return PassResult(PassReport(revision, reports, removed=tuple(removed)), results)
 
@@ -633,29 +623,21 @@ def endpoints_only(
     mesh = repo.mesh
     if mesh is None:
         return {}
-    todo = [(n, repo.remotes[n]) for n in names if n in repo.remotes]
-    with ThreadPoolExecutor(
-        max_workers=max(1, settings.concurrency), thread_name_prefix="endpoints"
-    ) as pool:
-        futures = {
-            name: pool.submit(
-                _guarded,
-                guard,
-                name,
-                partial(
-                    _endpoints,
-                    name,
-                    spec,
-                    mesh=mesh,
-                    state=state,
-                    central=central,
-                    connect=connect,
-                    settings=settings,
-                ),
-            )
-            for name, spec in todo
-        }
-        return {name: fut.result() for name, fut in futures.items()}
+    jobs: dict[str, Callable[[], RemoteResult]] = {
+        name: partial(
+            _endpoints,
+            name,
+            repo.remotes[name],
+            mesh=mesh,
+            state=state,
+            central=central,
+            connect=connect,
+            settings=settings,
+        )
+        for name in names
+        if name in repo.remotes
+    }
+    return _each_remote(jobs, settings=settings, guard=guard, prefix="endpoints")
 
 
 def _endpoints(

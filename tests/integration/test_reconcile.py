@@ -480,3 +480,20 @@ def test_status_command_after_a_pass(world: World, capsys: pytest.CaptureFixture
     assert rows[SAMPLE]["state"] == "Available"
     # pilot 4 ports, policy 2, telemetry 2, zipkin 1, statsd none: one pod each
     assert rows[SAMPLE]["endpoints"] == 4 + 2 + 2 + 1
+
+
+def test_failed_remote_keeps_its_last_endpoint_snapshot(world: World) -> None:
+    """When a remote fails before its Endpoints are applied, the status branch keeps the
+    snapshot of what the remote has, not what gitmesh wanted it to have."""
+    assert world.reconcile() == 0
+    before = world.status()[f"endpoints/{SAMPLE}.yaml"]
+    before_eu = world.status()[f"endpoints/{EU}.yaml"]
+    sandbox.add_istio_pod(world.server, "central", "istio-pilot", 3)
+    world.server.inject(cluster=SAMPLE, verb="patch", resource="deployments", status=422,
+                        count=None)
+    world.edit_remote_spec(SAMPLE, lambda d: d["spec"]["citadel"].update(replicaCount=2),
+                           "Two citadels")
+    assert world.reconcile() == 1
+    assert world.status()[f"endpoints/{SAMPLE}.yaml"] == before
+    after_eu = world.status()[f"endpoints/{EU}.yaml"]["services"]["istio-pilot"]
+    assert len(after_eu) > len(before_eu["services"]["istio-pilot"])  # the new pod is in
