@@ -73,6 +73,9 @@ class Cluster:
     ) -> None:
         self.name = name
         self.observer = observer
+        # A shared Cluster outlives `with` blocks; its owner closes it (gitmesh run keeps
+        # one per remote so endpoint updates reuse connections).
+        self.shared = False
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
@@ -106,7 +109,8 @@ class Cluster:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.close()
+        if not self.shared:
+            self.close()
 
     # -- transport ----------------------------------------------------------------------
 

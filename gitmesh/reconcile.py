@@ -617,9 +617,11 @@ def endpoints_only(
     names: Iterable[str],
     state: render.Central,
     guard: Guard = _no_guard,
+    configs: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, RemoteResult]:
     """Update just the Endpoints of some remotes from `state` (the hot path of
-    `gitmesh run`: the central pods come from its watch cache)."""
+    `gitmesh run`: the central pods come from its watch cache). `configs` are the remotes'
+    kubeconfigs as the last full pass read them; without one, the Secret is read."""
     mesh = repo.mesh
     if mesh is None:
         return {}
@@ -633,6 +635,7 @@ def endpoints_only(
             central=central,
             connect=connect,
             settings=settings,
+            config=(configs or {}).get(name),
         )
         for name in names
         if name in repo.remotes
@@ -649,6 +652,7 @@ def _endpoints(
     central: Cluster,
     connect: Connect,
     settings: Settings,
+    config: Mapping[str, Any] | None = None,
 ) -> RemoteResult:
     comp, snapshot = render.endpoints(spec, mesh, state)
     if comp.error:
@@ -658,7 +662,7 @@ def _endpoints(
     desired = [o for o in comp.objects if o["kind"] == "Endpoints"]
     namespace = settings.namespace or mesh.namespace
     try:
-        config, _ = credentials(name, central, namespace, settings)
+        config = config or credentials(name, central, namespace, settings)[0]
         with connect(name, config) as remote:
             res = resources.BY_KIND["Endpoints"]
             current, _ = remote.list(res, label_selector=resources.owner_selector(name))

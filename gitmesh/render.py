@@ -21,6 +21,16 @@ from gitmesh import resources, selectors, specs
 
 Obj = dict[str, Any]
 CITADEL = "istio-citadel"
+# libyaml when PyYAML has it: every remote's config maps are rendered on every pass.
+_Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+def _yaml(data: Any, *, width: int = 80) -> str:
+    """Deterministic YAML text for config map values."""
+    text: str = yaml.dump(data, Dumper=_Dumper, sort_keys=True, width=width)
+    return text
+
+
 INJECTOR = "istio-sidecar-injector"
 CACERTS = "cacerts"
 
@@ -148,7 +158,7 @@ def _mesh_config(ctx: _Ctx) -> str:
         config["disablePolicyChecks"] = True
     if ctx.enabled("istio-telemetry") or ctx.mesh.central.addresses.telemetry:
         config["mixerReportServer"] = ctx.address("istio-telemetry", mixer_port, fqdn=True)
-    return yaml.safe_dump(config, sort_keys=True)
+    return _yaml(config)
 
 
 def common(ctx: _Ctx) -> Component:
@@ -348,9 +358,7 @@ def _injector_template(ctx: _Ctx) -> str:
     spec = ctx.spec
     secure = spec.control_plane_security_enabled
     proxy_res = ctx.resources_for(spec.proxy.resources)
-    res_yaml = yaml.safe_dump(
-        {"resources": proxy_res} if proxy_res else {"resources": {}}, sort_keys=True
-    ).strip()
+    res_yaml = _yaml({"resources": proxy_res} if proxy_res else {"resources": {}}).strip()
     core_dump = (
         "\n  - name: enable-core-dump\n    image: busybox\n"
         '    command: ["/bin/sh"]\n'
@@ -451,9 +459,7 @@ def sidecarinjector(ctx: _Ctx) -> Component:
             "verbs": ["get", "list", "watch", "patch"],
         },
     ]
-    config = yaml.safe_dump(
-        {"policy": "enabled", "template": _injector_template(ctx)}, sort_keys=True, width=1000
-    )
+    config = _yaml({"policy": "enabled", "template": _injector_template(ctx)}, width=1000)
     container: Obj = {
         "name": "sidecar-injector-webhook",
         "image": conf.image or ctx.mesh.images.sidecar_injector,

@@ -79,6 +79,8 @@ class Runner:
         self.pending_endpoints: dict[str, Mapping[str, tuple[str, ...]]] = {}
         self.ready = threading.Event()
         self._locks: dict[str, threading.Lock] = {}
+        self._clusters: dict[str, tuple[str, Cluster]] = {}
+        self._configs: dict[str, Mapping[str, Any]] = {}
         self._locks_guard = threading.Lock()
         self._pass_lock = threading.Lock()
         self._pending_lock = threading.Lock()
@@ -97,8 +99,20 @@ class Runner:
         self.metrics.api_requests.labels(cluster, method, str(code)).inc()
 
     def connect(self, name: str, config: Mapping[str, Any]) -> Cluster:
-        """Connect to a remote, counting its requests in the metrics."""
-        return Cluster(name, config, observer=self._observe_request)
+        """A connection to a remote, counting its requests in the metrics; kept while the
+        remote's kubeconfig stays the same, so endpoint updates reuse it."""
+        digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
+        with self._locks_guard:
+            cached = self._clusters.get(name)
+            if cached is not None and cached[0] == digest:
+                return cached[1]
+            cluster = Cluster(name, config, observer=self._observe_request)
+            cluster.shared = True
+            self._clusters[name] = (digest, cluster)
+            self._configs[name] = config
+        if cached is not None:
+            cached[1].close()
+        return cluster
 
     @contextmanager
     def guard(self, name: str) -> Iterator[None]:
@@ -273,6 +287,7 @@ class Runner:
             names=names,
             state=state,
             guard=self.guard,
+            configs=dict(self._configs),
         )
         with self._pending_lock:
             for name, res in results.items():
@@ -363,6 +378,8 @@ class Runner:
         if self.http is not None:
             self.http.shutdown()
             self.http.server_close()
+        for _, cluster in self._clusters.values():
+            cluster.close()
         self.central.close()
 
 

@@ -489,10 +489,12 @@ def test_failed_remote_keeps_its_last_endpoint_snapshot(world: World) -> None:
     before = world.status()[f"endpoints/{SAMPLE}.yaml"]
     before_eu = world.status()[f"endpoints/{EU}.yaml"]
     sandbox.add_istio_pod(world.server, "central", "istio-pilot", 3)
-    world.server.inject(cluster=SAMPLE, verb="patch", resource="deployments", status=422,
-                        count=None)
-    world.edit_remote_spec(SAMPLE, lambda d: d["spec"]["citadel"].update(replicaCount=2),
-                           "Two citadels")
+    world.server.inject(
+        cluster=SAMPLE, verb="patch", resource="deployments", status=422, count=None
+    )
+    world.edit_remote_spec(
+        SAMPLE, lambda d: d["spec"]["citadel"].update(replicaCount=2), "Two citadels"
+    )
     assert world.reconcile() == 1
     assert world.status()[f"endpoints/{SAMPLE}.yaml"] == before
     after_eu = world.status()[f"endpoints/{EU}.yaml"]["services"]["istio-pilot"]
