@@ -104,7 +104,8 @@ def soak(
             _churn_pods(server, rng, i)
             if i % 2 == 1:
                 changes: dict[str, str | None] = {}
-                for name in rng.sample(names, 3):
+                present = [n for n in names if n not in removed]
+                for name in rng.sample(present, 3):
                     changes[f"remotes/{name}.yaml"] = _spec(name, rng)
                 victim = rng.choice(names)
                 if victim in removed:
@@ -132,6 +133,10 @@ def soak(
         if code != 0:
             outcome.problems.append(f"after the final pass, plan still shows changes:\n{text}")
         outcome.history = git(repo.bare, "rev-list", "gitmesh/status").split()
+        # What the repository says, not what the loop meant to do.
+        removed = {n for n in names if not (repo.work / "remotes" / f"{n}.yaml").exists()}
+        if not removed and passes > 2:
+            outcome.problems.append("the soak removed no remote; pruning was not exercised")
         _check(
             outcome,
             server,
