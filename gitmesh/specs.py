@@ -21,6 +21,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from gitmesh import quantity as quantities
 from gitmesh import selectors
 
 API_VERSION = "istio.banzaicloud.io/v1beta1"
@@ -30,7 +31,6 @@ OWNED_LABEL_PREFIXES = ("gitmesh.io/", "app.kubernetes.io/managed-by")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _IANA_SVC_NAME = re.compile(r"^(?=.*[a-z])[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?$")
-_QUANTITY = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE])?$")
 _IMAGE = re.compile(r"^[^\s]+$")
 
 
@@ -90,11 +90,12 @@ def ip_address(value: str) -> str:
 
 
 def quantity(value: str | int | float) -> str:
-    """Accept a Kubernetes resource quantity (`100m`, `128Mi`, `2`)."""
-    text = str(value)
-    if not _QUANTITY.match(text):
-        raise ValueError(f"{text!r} is not a resource quantity (examples: 100m, 0.5, 128Mi, 1Gi)")
-    return text
+    """Accept a Kubernetes resource quantity (`100m`, `128Mi`, `2`); return it in the
+    canonical form the API server answers with (`0.5` -> `500m`), so it never drifts."""
+    try:
+        return quantities.canonical(value)
+    except quantities.QuantityError as e:
+        raise ValueError(str(e)) from None
 
 
 def image(value: str) -> str:

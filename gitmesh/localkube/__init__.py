@@ -11,7 +11,8 @@ patch, strategic merge patch for built-in kinds (415 for custom resources), labe
 selectors, limit/continue, watches resumed from a resourceVersion with 410 Gone once the
 history is trimmed, bookmarks, finalizers and deletionTimestamp, namespace termination,
 `status` subresources, server-side dry run, server defaults clients must cope with
-(Service clusterIP and port protocol, Deployment strategy, container defaults...), Tables
+(Service clusterIP and port protocol, Deployment strategy, container defaults, resource
+quantities in canonical form...), Tables
 for `kubectl get`, bearer-token auth over HTTPS, fault injection and request counts.
 
 What it does not emulate: admission webhooks and admission plugins (the webhooks you

@@ -9,10 +9,12 @@ our clients can trip over; it is not kube's full validation (see the package doc
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import re
 from typing import Any
 
+from gitmesh import quantity
 from gitmesh.localkube.kinds import Kind
 
 _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -50,7 +52,12 @@ def _container(c: dict[str, Any]) -> None:
     tag = image.rsplit("/", 1)[-1]
     latest = ":" not in tag or tag.endswith(":latest")
     c.setdefault("imagePullPolicy", "Always" if latest and "@" not in tag else "IfNotPresent")
-    c.setdefault("resources", {})
+    resources = c.setdefault("resources", {})
+    for field in ("limits", "requests"):
+        # Quantities are stored (and answered) in canonical form: 0.5 becomes 500m.
+        for name, value in list((resources.get(field) or {}).items()):
+            with contextlib.suppress(quantity.QuantityError):
+                resources[field][name] = quantity.canonical(value)
     for port in c.get("ports", []) or []:
         port.setdefault("protocol", "TCP")
 

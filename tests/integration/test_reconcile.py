@@ -499,3 +499,22 @@ def test_failed_remote_keeps_its_last_endpoint_snapshot(world: World) -> None:
     assert world.status()[f"endpoints/{SAMPLE}.yaml"] == before
     after_eu = world.status()[f"endpoints/{EU}.yaml"]["services"]["istio-pilot"]
     assert len(after_eu) > len(before_eu["services"]["istio-pilot"])  # the new pod is in
+
+
+def test_quantities_written_as_the_server_answers_them(world: World) -> None:
+    """`cpu: 0.5` and `memory: 1024Mi` in a spec are written as 500m and 1Gi, so the server's
+    canonical form never reads back as drift."""
+    world.edit_remote_spec(
+        EU,
+        lambda d: d["spec"]["citadel"].update(
+            resources={"requests": {"cpu": 0.5, "memory": "1024Mi"}}
+        ),
+        "Non-canonical quantities",
+    )
+    assert world.reconcile() == 0
+    citadel = world.get(EU, "deployments", NS, "istio-citadel", group="apps")
+    resources = citadel["spec"]["template"]["spec"]["containers"][0]["resources"]
+    assert resources["requests"] == {"cpu": "500m", "memory": "1Gi"}
+    world.server.reset_counts()
+    assert world.reconcile() == 0
+    assert world.writes() == 0

@@ -13,6 +13,7 @@ GIT_MODULES = {"gitmesh.source", "gitmesh.statusbranch", "gitmesh.gitrepo"}
 PURE = {
     "gitmesh.specs",
     "gitmesh.selectors",
+    "gitmesh.quantity",
     "gitmesh.yamlload",
     "gitmesh.meshrepo",
     "gitmesh.render",
