@@ -68,6 +68,7 @@ class PassResult:
 
     report: PassReport
     remotes: Mapping[str, RemoteResult] = field(default_factory=dict)
+    central: render.Central | None = None  # what the pass saw on the central cluster
 
     @property
     def changes(self) -> int:
@@ -590,7 +591,9 @@ def run_pass(
     results.update(_each_remote(jobs, settings=settings, guard=guard, prefix="remote"))
     removed = [name for name in gone if results[name].report.state == "Removed"]
     reports = {n: r.report for n, r in results.items() if r.report.state != "Removed"}
-    return PassResult(PassReport(revision, reports, removed=tuple(removed)), results)
+    return PassResult(
+        PassReport(revision, reports, removed=tuple(removed)), results, central=central_state
+    )
 
 
 def affected_remotes(

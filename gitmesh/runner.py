@@ -71,6 +71,8 @@ class Runner:
         self.run_settings = run
         self.metrics = metrics or Metrics()
         self.stop_event = threading.Event()
+        # Set on shutdown and while not leading: a pass in flight ends after its component.
+        self.halt = threading.Event()
         self.repo: meshrepo.Repo | None = None
         self.snapshot: Snapshot | None = None
         self.services: Mapping[str, render.CentralService] = {}
@@ -152,16 +154,16 @@ class Runner:
             self.full_pass(snapshot)
             return
         repo = snapshot.parse()
+        # Changed since the last commit a pass handled (not merely the last fetch), so a
+        # change fetched while a pass failed is not forgotten.
+        changed = self.source.changed_between(before.commit, snapshot)
         changed_remotes = {
-            p.rsplit("/", 1)[-1].rsplit(".", 1)[0]
-            for p in snapshot.changed
-            if p.startswith("remotes/")
+            p.rsplit("/", 1)[-1].rsplit(".", 1)[0] for p in changed if p.startswith("remotes/")
         }
-        everything = meshrepo.MESH_FILE in snapshot.changed or self._central_changed(repo)
-        if snapshot.commit != before.commit and (everything or changed_remotes):
+        # Central inputs (Services, the CA) can change without a commit.
+        everything = meshrepo.MESH_FILE in changed or self._central_changed(repo)
+        if everything or changed_remotes:
             self._pass(snapshot, repo, only=None if everything else changed_remotes)
-        else:
-            self.snapshot = snapshot
         self.flush_endpoints()
 
     def resync(self) -> None:
@@ -207,7 +209,6 @@ class Runner:
                 )
             try:
                 known = [r["remote"] for r in statusfiles.read_status(self.branch.read())]
-                started = time.monotonic()
                 result = reconcile.run_pass(
                     repo,
                     snapshot.commit,
@@ -217,7 +218,7 @@ class Runner:
                     known=known,
                     only=only,
                     guard=self.guard,
-                    stop=self.stop_event,
+                    stop=self.halt,
                 )
             except errors.GitmeshError as e:
                 log.error(
@@ -227,13 +228,12 @@ class Runner:
                 return
             self.snapshot = snapshot
             self.repo = repo
-            if repo.mesh is not None:
-                state = reconcile.observe_central(self.central, repo.mesh, repo.remotes.values())
-                self.services = state.services
-                self.central_digest = self._digest(state)
-            self._record(result, time.monotonic() - started)
-            if self.stop_event.is_set():
-                log.info("pass interrupted by shutdown; status not written")
+            if result.central is not None:
+                self.services = result.central.services
+                self.central_digest = self._digest(result.central)
+            self._record(result)
+            if self.halt.is_set():
+                log.info("pass interrupted (shutdown or leadership lost); status not written")
                 return
             report = result.report
             with self._pending_lock:
@@ -253,7 +253,7 @@ class Runner:
                 log.error("writing the status branch failed", extra={"error": str(e)})
             self.ready.set()
 
-    def _record(self, result: reconcile.PassResult, seconds: float) -> None:
+    def _record(self, result: reconcile.PassResult) -> None:
         m = self.metrics
         for name, res in result.remotes.items():
             report = res.report
@@ -323,7 +323,10 @@ class Runner:
 
     def _on_leadership(self, leader: bool) -> None:
         self.metrics.leader.set(1 if leader else 0)
-        if leader and not self.stop_event.is_set():
+        if not leader:
+            self.halt.set()
+        elif not self.stop_event.is_set():
+            self.halt.clear()
             self.scheduler.add_job(self.resync, id="first-pass", replace_existing=True)
 
     def start(self) -> None:
@@ -370,6 +373,7 @@ class Runner:
     def shutdown(self) -> None:
         """Finish the component in flight, release the lease, stop serving."""
         self.stop_event.set()
+        self.halt.set()
         self.scheduler.shutdown(wait=True)
         if self.sync is not None:
             self.sync.stop()

@@ -152,6 +152,11 @@ class Source:
         blobs = cat_blobs(self.cache, sorted({e.sha for e in wanted}))
         return {e.path: blobs[e.sha] for e in wanted}, refused
 
+    def changed_between(self, before: str | None, snapshot: Snapshot) -> tuple[str, ...]:
+        """Spec paths that differ between commit `before` and `snapshot` (all of them when
+        `before` is unknown or gone)."""
+        return self._changed(before, self.cache.repo.commit(snapshot.commit), snapshot.files)
+
     def _changed(
         self, before: str | None, after: git.Commit, files: Mapping[str, bytes]
     ) -> tuple[str, ...]:
