@@ -19,7 +19,8 @@ What it does not emulate: admission webhooks and admission plugins (the webhooks
 create are stored, never called), server-side apply (`application/apply-patch+yaml` gets
 415), `metadata.managedFields` (always omitted), authorization (any valid token may do
 anything), OpenAPI documents (/openapi/v2 and v3 are 404, so `kubectl apply` needs
-`--validate=false`), protobuf, aggregated discovery, full field validation of built-in
+`--validate=false`), protobuf beyond the Namespace, ConfigMap, Secret and ServiceAccount
+bodies kubectl's typed generators send, aggregated discovery, full field validation of built-in
 kinds (names and a handful of fields only), controllers (no ReplicaSets or pods behind
 Deployments — `simulate_workloads` only fills in Deployment status; garbage collection of
 ownerReferences), graceful pod deletion (pods go at once), consistent snapshots for paged

@@ -101,7 +101,8 @@ def apply(kind: Kind, obj: dict[str, Any], *, allocate_ip: Any) -> None:
             for port in subset.get("ports", []) or []:
                 port.setdefault("protocol", "TCP")
     elif k == "Secret":
-        obj.setdefault("type", "Opaque")
+        if not obj.get("type"):  # kube defaults an empty type too
+            obj["type"] = "Opaque"
     elif k == "Deployment" and isinstance(spec, dict):
         spec.setdefault("replicas", 1)
         spec.setdefault("revisionHistoryLimit", 10)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from gitmesh import selectors
-from gitmesh.localkube import kinds, tables
+from gitmesh.localkube import kinds, protobuf, tables
 from gitmesh.localkube.kinds import Kind
 from gitmesh.localkube.store import ApiError, Event, Obj, Store, bad_request
 
@@ -127,7 +127,12 @@ class _Handler(BaseHTTPRequestHandler):
         if not data:
             return None
         ctype = self.headers.get("Content-Type", "application/json").split(";")[0].strip()
-        if "protobuf" in ctype or "cbor" in ctype:
+        if "protobuf" in ctype:
+            try:
+                return protobuf.decode(data)
+            except protobuf.ProtobufError as e:
+                raise ApiError(415, "UnsupportedMediaType", str(e)) from e
+        if "cbor" in ctype:
             raise ApiError(
                 415,
                 "UnsupportedMediaType",

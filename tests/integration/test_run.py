@@ -346,17 +346,28 @@ def test_endpoint_updates_race_nothing(world: World) -> None:
     central.close()
 
 
-def test_central_service_change_is_applied_by_the_next_poll(world: World,
-                                                           procs: list[Proc]) -> None:
+def test_central_service_change_is_applied_by_the_next_poll(
+    world: World, procs: list[Proc]
+) -> None:
     """A change on the central cluster (a Service's ports) reaches the remotes at the next
     poll, with no commit."""
     procs.append(Proc(world, "solo", "--interval", "1", "--resync", "3600"))
     wait_for(lambda: available(world), what="first pass")
     store = world.store("central")
     svc = store.kind("", "v1", "services")
-    store.patch(svc, NS, "zipkin", "application/merge-patch+json",
-                {"spec": {"ports": [{"name": "http", "port": 9411},
-                                    {"name": "grpc", "port": 9412}]}})
-    wait_for(lambda: [p["port"] for p in world.get(SAMPLE, "services", NS, "zipkin")["spec"]
-                      ["ports"]] == [9411, 9412], timeout=15, what="ports follow")
+    store.patch(
+        svc,
+        NS,
+        "zipkin",
+        "application/merge-patch+json",
+        {"spec": {"ports": [{"name": "http", "port": 9411}, {"name": "grpc", "port": 9412}]}},
+    )
+    wait_for(
+        lambda: (
+            [p["port"] for p in world.get(SAMPLE, "services", NS, "zipkin")["spec"]["ports"]]
+            == [9411, 9412]
+        ),
+        timeout=15,
+        what="ports follow",
+    )
     assert procs[0].stop() == 0
