@@ -29,7 +29,7 @@ import yaml
 
 from gitmesh.localkube import tlsgen, workloads
 from gitmesh.localkube.handler import _Handler, _HTTPServer
-from gitmesh.localkube.store import ApiError, Obj, Store
+from gitmesh.localkube.store import ApiError, Store
 
 
 @dataclass(slots=True)
@@ -373,36 +373,8 @@ class Server:
 
     # -- workloads -----------------------------------------------------------------------
 
-    # -- workloads (gitmesh.localkube.workloads) --------------------------------------------
+    # -- workloads: the functions of gitmesh.localkube.workloads, bound as methods ----------
 
-    def simulate_workloads(self, name: str, *, delay: float = 0.05) -> None:
-        """Make Deployments on cluster `name` report their replicas ready after `delay`."""
-        workloads.simulate(self, name, delay=delay)
-
-    def add_pod(
-        self,
-        name: str,
-        namespace: str,
-        pod: str,
-        *,
-        labels: dict[str, str],
-        ready: bool = True,
-        ip: str | None = None,
-        ports: list[int] | None = None,
-    ) -> Obj:
-        """Create a running pod with an IP (and ready, unless `ready=False`)."""
-        return workloads.add_pod(
-            self, name, namespace, pod, labels=labels, ready=ready, ip=ip, ports=ports
-        )
-
-    def set_pod(
-        self,
-        name: str,
-        namespace: str,
-        pod: str,
-        *,
-        ready: bool | None = None,
-        ip: str | None = None,
-    ) -> Obj:
-        """Change a pod's readiness or IP (through its status subresource)."""
-        return workloads.set_pod(self, name, namespace, pod, ready=ready, ip=ip)
+    simulate_workloads = workloads.simulate
+    add_pod = workloads.add_pod
+    set_pod = workloads.set_pod
