@@ -148,6 +148,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, code: int, body: Any, *, headers: dict[str, str] | None = None) -> None:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        # Count the request before the client can read the answer, so that a client that
+        # has its response also sees it counted.
+        self._status = code
+        if self._record is not None:
+            self._record()
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
@@ -156,7 +161,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
-        self._status = code
 
     def _drop(self) -> None:
         with contextlib.suppress(OSError):
@@ -188,8 +192,8 @@ class _Handler(BaseHTTPRequestHandler):
         cluster = verb = resource = ""
 
         def record() -> None:
-            # Once per request: at its end, or when a watch starts streaming (a watch may
-            # stay open for as long as the server runs; its time is time to first byte).
+            # Once per request: when its answer starts (so a client holding a response sees
+            # it counted), or when a watch starts streaming; `ms` is the time to first byte.
             if self._record is None:
                 return
             self._record = None
