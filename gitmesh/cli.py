@@ -334,7 +334,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         "gitmesh running",
         extra={"identity": run_settings.identity, "listen": f"{args.listen[0]}:{args.listen[1]}"},
     )
-    stop.wait()
+    # Wait with a timeout: a signal that lands on a worker thread only runs its Python
+    # handler when the main thread next runs bytecode, which a bare wait() never does.
+    while not stop.wait(0.5):
+        pass
     logs.get().info("shutting down")
     the_runner.shutdown()
     logs.get().info("stopped")
