@@ -64,6 +64,21 @@ class World:
         store = self.store(cluster)
         return store.get(store.kind(group, version, resource), namespace, name)
 
+    def merge_patch(
+        self,
+        cluster: str,
+        resource: str,
+        namespace: str,
+        name: str,
+        body: dict[str, Any],
+        *,
+        group: str = "",
+    ) -> dict[str, Any]:
+        """Change an object behind gitmesh's back (another writer), with a merge patch."""
+        store = self.store(cluster)
+        kind = store.kind(group, "v1", resource)
+        return store.patch(kind, namespace, name, "application/merge-patch+json", body)
+
     def names(
         self,
         cluster: str,

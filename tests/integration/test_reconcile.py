@@ -112,14 +112,8 @@ def test_endpoints_follow_central_pods(world: World) -> None:
 def test_injection_labels_follow_the_list(world: World) -> None:
     """Leaving autoInjectionNamespaces removes both labels; hand-labelled namespaces stay."""
     sandbox.ensure_namespace(world.server, EU, "manual")
-    store = world.store(EU)
-    nskind = store.kind("", "v1", "namespaces")
-    store.patch(
-        nskind,
-        "",
-        "manual",
-        "application/merge-patch+json",
-        {"metadata": {"labels": {"istio-injection": "enabled"}}},
+    world.merge_patch(
+        EU, "namespaces", "", "manual", {"metadata": {"labels": {"istio-injection": "enabled"}}}
     )
     assert world.reconcile() == 0
     assert (
@@ -183,7 +177,7 @@ def test_concurrent_edit_conflicts_and_replans(world: World, tmp_path: Any) -> N
     assert world.reconcile() == 0
     store = world.store(SAMPLE)
     cm = store.kind("", "v1", "configmaps")
-    store.patch(cm, NS, "istio", "application/merge-patch+json", {"data": {"mesh": "drifted"}})
+    world.merge_patch(SAMPLE, "configmaps", NS, "istio", {"data": {"mesh": "drifted"}})
     source = Source(world.repo.url, cache_dir=tmp_path / "c")
     snap = source.fetch()
     repo = snap.parse()
@@ -277,12 +271,13 @@ def test_field_removed_from_spec_is_removed_from_object(world: World) -> None:
     assert world.reconcile() == 0
     store = world.store(EU)
     deploy = store.kind("apps", "v1", "deployments")
-    store.patch(
-        deploy,
+    world.merge_patch(
+        EU,
+        "deployments",
         NS,
         "istio-citadel",
-        "application/merge-patch+json",
         {"metadata": {"annotations": {"someone.else/note": "keep me"}}},
+        group="apps",
     )
     citadel = store.get(deploy, NS, "istio-citadel")
     assert citadel["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"] == {
@@ -303,15 +298,7 @@ def test_secrets_never_leak(world: World, capsys: pytest.CaptureFixture[str]) ->
     ca_key = world.mesh.ca_key_pem.decode()
     secret_markers = [TOKEN, ca_key.splitlines()[1]]
     assert world.reconcile() == 0
-    store = world.store(SAMPLE)
-    secrets = store.kind("", "v1", "secrets")
-    store.patch(
-        secrets,
-        NS,
-        "cacerts",
-        "application/merge-patch+json",
-        {"data": {"ca-key.pem": "dGFtcGVyZWQ="}},
-    )
+    world.merge_patch(SAMPLE, "secrets", NS, "cacerts", {"data": {"ca-key.pem": "dGFtcGVyZWQ="}})
     for fmt in ("text", "json", "markdown"):
         assert world.plan("--format", fmt) == 0
     assert world.reconcile() == 0
@@ -357,25 +344,19 @@ def test_kubeconfig_is_reread_each_pass(world: World) -> None:
     good = store.get(secrets, NS, EU)["data"][EU]
     bad = world.server.kubeconfig(EU)
     next(u for u in bad["users"] if u["name"] == EU)["user"]["token"] = "rotated-away"
-    store.patch(
-        secrets,
-        NS,
-        EU,
-        "application/merge-patch+json",
-        {"data": {EU: reconcile.b64(yaml.safe_dump(bad))}},
+    world.merge_patch(
+        "central", "secrets", NS, EU, {"data": {EU: reconcile.b64(yaml.safe_dump(bad))}}
     )
     assert world.reconcile() == 1
     eu = world.status()[f"status/{EU}.yaml"]
     assert eu["state"] == "ReconcileFailed" and "Unauthorized" in eu["message"]
     assert "rotated-away" not in json.dumps(eu)
-    store.patch(secrets, NS, EU, "application/merge-patch+json", {"data": {EU: good}})
+    world.merge_patch("central", "secrets", NS, EU, {"data": {EU: good}})
     assert world.reconcile() == 0
 
 
 def test_exec_plugins_are_refused_unless_allowed(world: World) -> None:
     """A kubeconfig with an exec plugin is refused (Flux CVE-2022-24817)."""
-    store = world.store("central")
-    secrets = store.kind("", "v1", "secrets")
     evil = world.server.kubeconfig(EU)
     next(u for u in evil["users"] if u["name"] == EU)["user"] = {
         "exec": {
@@ -384,12 +365,8 @@ def test_exec_plugins_are_refused_unless_allowed(world: World) -> None:
             "args": ["-c", "touch /tmp/x"],
         }
     }
-    store.patch(
-        secrets,
-        NS,
-        EU,
-        "application/merge-patch+json",
-        {"data": {EU: reconcile.b64(yaml.safe_dump(evil))}},
+    world.merge_patch(
+        "central", "secrets", NS, EU, {"data": {EU: reconcile.b64(yaml.safe_dump(evil))}}
     )
     assert world.reconcile() == 1
     assert "exec plugin" in world.status()[f"status/{EU}.yaml"]["message"]

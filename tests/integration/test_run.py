@@ -123,6 +123,19 @@ def lease(world: World) -> dict[str, Any]:
     return world.get("central", "leases", NS, "gitmesh", group="coordination.k8s.io")
 
 
+def inject_payments(world: World) -> None:
+    """Commit a change to the sample remote: inject sidecars in `payments`."""
+    world.edit_remote_spec(
+        SAMPLE, lambda d: d["spec"].update(autoInjectionNamespaces=["payments"]), "Inject payments"
+    )
+
+
+def payments_injected(world: World) -> bool:
+    """Whether that change reached the remote."""
+    labels = world.get(SAMPLE, "namespaces", "", "payments")["metadata"].get("labels", {})
+    return bool(labels.get("istio-injection") == "enabled")
+
+
 def available(world: World) -> bool:
     try:
         status = world.status()
@@ -135,16 +148,9 @@ def test_commit_is_applied_by_the_next_poll(world: World, procs: list[Proc]) -> 
     """A merged change reaches the remote at the next poll; metrics and health are served."""
     procs.append(Proc(world, "solo", "--interval", "1", "--resync", "3600"))
     wait_for(lambda: available(world), what="first pass")
-    world.edit_remote_spec(
-        SAMPLE, lambda d: d["spec"].update(autoInjectionNamespaces=["payments"]), "Inject payments"
-    )
+    inject_payments(world)
     wait_for(
-        lambda: (
-            world.get(SAMPLE, "namespaces", "", "payments")["metadata"]
-            .get("labels", {})
-            .get("istio-injection")
-            == "enabled"
-        ),
+        lambda: payments_injected(world),
         what="labels",
     )
     code, body = procs[0].get("/metrics")
@@ -209,21 +215,14 @@ def test_two_replicas_one_leader_failover_and_clean_exit(world: World, procs: li
     assert lease(world)["spec"]["holderIdentity"] == "replica-a"
     assert not b.said("status committed") and not b.said("created")
     a.stop(signal.SIGKILL)
-    world.edit_remote_spec(
-        SAMPLE, lambda d: d["spec"].update(autoInjectionNamespaces=["payments"]), "Inject payments"
-    )
+    inject_payments(world)
     wait_for(
         lambda: lease(world)["spec"]["holderIdentity"] == "replica-b",
         timeout=10,
         what="b takes the lease",
     )
     wait_for(
-        lambda: (
-            world.get(SAMPLE, "namespaces", "", "payments")["metadata"]
-            .get("labels", {})
-            .get("istio-injection")
-            == "enabled"
-        ),
+        lambda: payments_injected(world),
         what="b applies",
     )
     assert b.stop() == 0
@@ -236,9 +235,7 @@ def test_git_webhook_triggers_a_poll(world: World, procs: list[Proc]) -> None:
     p = Proc(world, "hooked", "--interval", "3600", "--resync", "3600")
     procs.append(p)
     wait_for(lambda: available(world), what="first pass")
-    world.edit_remote_spec(
-        SAMPLE, lambda d: d["spec"].update(autoInjectionNamespaces=["payments"]), "Inject payments"
-    )
+    inject_payments(world)
     body = b'{"ref": "refs/heads/main"}'
 
     def post(signature: str) -> int:
@@ -258,12 +255,7 @@ def test_git_webhook_triggers_a_poll(world: World, procs: list[Proc]) -> None:
     good = "sha256=" + hmac.new(b"s3cret-hook", body, hashlib.sha256).hexdigest()
     assert post(good) == 202
     wait_for(
-        lambda: (
-            world.get(SAMPLE, "namespaces", "", "payments")["metadata"]
-            .get("labels", {})
-            .get("istio-injection")
-            == "enabled"
-        ),
+        lambda: payments_injected(world),
         timeout=10,
         what="webhook poll",
     )
@@ -353,15 +345,8 @@ def test_central_service_change_is_applied_by_the_next_poll(
     poll, with no commit."""
     procs.append(Proc(world, "solo", "--interval", "1", "--resync", "3600"))
     wait_for(lambda: available(world), what="first pass")
-    store = world.store("central")
-    svc = store.kind("", "v1", "services")
-    store.patch(
-        svc,
-        NS,
-        "zipkin",
-        "application/merge-patch+json",
-        {"spec": {"ports": [{"name": "http", "port": 9411}, {"name": "grpc", "port": 9412}]}},
-    )
+    ports = [{"name": "http", "port": 9411}, {"name": "grpc", "port": 9412}]
+    world.merge_patch("central", "services", NS, "zipkin", {"spec": {"ports": ports}})
     wait_for(
         lambda: (
             [p["port"] for p in world.get(SAMPLE, "services", NS, "zipkin")["spec"]["ports"]]
