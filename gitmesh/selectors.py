@@ -16,8 +16,8 @@ from typing import Any
 
 _NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
 _PREFIX = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
-_KEY_RE = re.compile(rf"^({_PREFIX}/)?{_NAME}$")
-_VALUE_RE = re.compile(rf"^({_NAME})?$")
+_KEY_RE = re.compile(rf"({_PREFIX}/)?{_NAME}")
+_VALUE_RE = re.compile(rf"({_NAME})?")
 
 OPERATORS = ("=", "==", "!=", "in", "notin", "exists", "!")
 
@@ -52,12 +52,12 @@ def valid_label_key(key: str) -> bool:
     prefix, _, name = key.rpartition("/")
     if prefix and len(prefix) > 253:
         return False
-    return bool(_KEY_RE.match(key)) and len(name) <= 63
+    return bool(_KEY_RE.fullmatch(key)) and len(name) <= 63
 
 
 def valid_label_value(value: str) -> bool:
     """Whether `value` is a valid label value (empty, or up to 63 name characters)."""
-    return len(value) <= 63 and bool(_VALUE_RE.match(value))
+    return len(value) <= 63 and bool(_VALUE_RE.fullmatch(value))
 
 
 def _split_top(text: str) -> list[str]:
@@ -114,12 +114,12 @@ def parse_labels(text: str) -> tuple[Requirement, ...]:
         part = raw.strip()
         if not part:
             raise SelectorError("empty requirement (a stray ',')")
-        if m := _SET_RE.match(part):
+        if m := _SET_RE.fullmatch(part):
             values = tuple(_check_value(v.strip()) for v in m["values"].split(","))
             if m["op"] == "in" and values == ("",):
                 raise SelectorError(f"{part!r}: 'in' needs at least one value")
             reqs.append(Requirement(_check_key(m["key"]), m["op"], tuple(sorted(values))))
-        elif m := _EQ_RE.match(part):
+        elif m := _EQ_RE.fullmatch(part):
             op = "=" if m["op"] == "==" else m["op"]
             reqs.append(Requirement(_check_key(m["key"]), op, (_check_value(m["value"]),)))
         elif part.startswith("!"):
@@ -175,7 +175,7 @@ def parse_fields(text: str) -> tuple[FieldRequirement, ...]:
         return ()
     out = []
     for raw in text.split(","):
-        m = _EQ_RE.match(raw)
+        m = _EQ_RE.fullmatch(raw)
         if not m:
             raise SelectorError(f"invalid field selector {raw!r}: expected field=value")
         out.append(FieldRequirement(m["key"], m["op"] == "!=", m["value"]))

@@ -28,15 +28,16 @@ API_VERSION = "istio.banzaicloud.io/v1beta1"
 MESH_API_VERSION = "gitmesh.io/v1alpha1"
 OWNED_LABEL_PREFIXES = ("gitmesh.io/", "app.kubernetes.io/managed-by")
 
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_IANA_SVC_NAME = re.compile(r"^(?=.*[a-z])[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?$")
-_IMAGE = re.compile(r"^[^\s]+$")
+# Full matches only: `$` would also match before a trailing newline ("x\n").
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_IANA_SVC_NAME = re.compile(r"(?=.*[a-z])[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?")
+_IMAGE = re.compile(r"\S+")
 
 
 def dns_label(value: str) -> str:
     """Accept an RFC 1123 label (what Kubernetes requires of namespace and service names)."""
-    if len(value) > 63 or not _DNS_LABEL.match(value):
+    if len(value) > 63 or not _DNS_LABEL.fullmatch(value):
         raise ValueError(
             f"{value!r} is not a valid name: lower-case letters, digits and '-', starting and "
             "ending with a letter or digit, at most 63 characters (RFC 1123 label)"
@@ -46,7 +47,7 @@ def dns_label(value: str) -> str:
 
 def dns_subdomain(value: str) -> str:
     """Accept an RFC 1123 subdomain (what Kubernetes requires of most object names)."""
-    if len(value) > 253 or not _DNS_SUBDOMAIN.match(value):
+    if len(value) > 253 or not _DNS_SUBDOMAIN.fullmatch(value):
         raise ValueError(
             f"{value!r} is not a valid name: lower-case letters, digits, '-' and '.', at most "
             "253 characters (RFC 1123 subdomain)"
@@ -100,7 +101,7 @@ def quantity(value: str | int | float) -> str:
 
 def image(value: str) -> str:
     """Accept a container image reference (no whitespace)."""
-    if not value or not _IMAGE.match(value):
+    if not value or not _IMAGE.fullmatch(value):
         raise ValueError(
             f"{value!r} is not an image reference (example: docker.io/istio/citadel:1.0.5)"
         )
@@ -160,7 +161,7 @@ class ServicePort(Strict):
     @field_validator("target_port")
     @classmethod
     def _named_port(cls, v: int | str | None) -> int | str | None:
-        if isinstance(v, str) and not _IANA_SVC_NAME.match(v):
+        if isinstance(v, str) and not _IANA_SVC_NAME.fullmatch(v):
             raise ValueError(f"{v!r} is neither a port number nor a port name (IANA_SVC_NAME)")
         return v
 
