@@ -5,6 +5,13 @@ speaks plain dicts over the generic REST calls (`call_api`), so one code path se
 kind and every patch carries an explicit content type. Errors become the `ClusterError`
 tree at this boundary; 429 and 5xx and dropped connections are retried with backoff that
 honours Retry-After, bounded; server messages are cut before they travel.
+
+Every request has a deadline. The client honours `_request_timeout` only as an int or a
+`(connect, read)` tuple (a float is silently dropped), so it always gets a tuple; and a
+`Cluster` can carry an absolute `deadline` (the remote's share of a pass) that caps each
+request and refuses to start one once it has passed. Whatever the transport raises, even
+what the client does not expect (a 200 that is HTML, a header it cannot send), leaves this
+module as a `ClusterError` whose message holds no credentials.
 """
 
 from __future__ import annotations
@@ -21,10 +28,11 @@ from typing import Any
 import kubernetes
 import urllib3
 
-from gitmesh import errors
+from gitmesh import errors, kubeconfigs
 from gitmesh.resources import Resource
 
 Obj = dict[str, Any]
+CONNECT_TIMEOUT = 10.0
 JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
 
@@ -56,6 +64,26 @@ def _status_error(e: kubernetes.client.ApiException, what: str) -> errors.Cluste
     return errors.ClusterError(text, status=code, reason=reason)
 
 
+def _decode(resp: Any, what: str) -> Any:
+    data = resp.data
+    if not data:
+        return None
+    try:
+        return json.loads(data)
+    except ValueError:
+        ctype = resp.headers.get("Content-Type", "no content type") if resp.headers else ""
+        raise errors.ClusterError(
+            f"{what}: the server answered {resp.status} with a body that is not JSON ({ctype}); "
+            "is this a Kubernetes API server?"
+        ) from None
+
+
+def _transport_message(name: str, e: BaseException, limit: float) -> str:
+    if isinstance(e, urllib3.exceptions.TimeoutError) or "timed out" in str(e):
+        return f"timed out: {name} did not answer within {limit:g}s"
+    return f"cannot reach {name}: {type(e).__name__}: {errors.cut(errors.scrub(str(e)), 160)}"
+
+
 class Cluster:
     """One cluster's API, with bounded retries. Thread-safe (urllib3 pools are)."""
 
@@ -81,6 +109,8 @@ class Cluster:
         self.backoff = backoff
         self.sleep = sleep
         self.requests: dict[tuple[str, int], int] = {}
+        # time.monotonic() after which no request starts (None: only per-request timeouts).
+        self.deadline: float | None = None
         self._lock = threading.Lock()
         config = kubernetes.client.Configuration()
         try:
@@ -94,12 +124,18 @@ class Cluster:
                 kubernetes.config.load_kube_config_from_dict(
                     dict(kubeconfig), context=context, client_configuration=config
                 )
-        except (kubernetes.config.ConfigException, KeyError, TypeError, ValueError, OSError) as e:
+        except Exception as e:  # the loader raises whatever a malformed kubeconfig triggers
             raise errors.CredentialsError(
-                f"cannot use the kubeconfig of {name}: {errors.cut(str(e), 160)}"
+                f"cannot use the kubeconfig of {name}: {type(e).__name__}: "
+                f"{errors.cut(errors.scrub(str(e)), 160)}"
             ) from None
         config.retries = False  # retries are ours, counted and bounded
         self.api = kubernetes.client.ApiClient(config)
+
+    @property
+    def server(self) -> str:
+        """The API server's URL, normalised as `kubeconfigs.normalise_server` does."""
+        return kubeconfigs.normalise_server(str(self.api.configuration.host))
 
     def close(self) -> None:
         """Release the connection pool."""
@@ -128,6 +164,7 @@ class Cluster:
     ) -> Any:
         attempt = 0
         while True:
+            limit = self._time_left(what, timeout or self.timeout)
             try:
                 resp = self.api.call_api(
                     path,
@@ -138,13 +175,12 @@ class Cluster:
                     auth_settings=["BearerToken"],
                     _preload_content=False,
                     _return_http_data_only=True,
-                    _request_timeout=timeout or self.timeout,
+                    _request_timeout=(min(limit, CONNECT_TIMEOUT), limit),
                 )
                 self._count(method, 200)
                 if stream:
                     return resp
-                data = resp.data
-                return json.loads(data) if data else None
+                return _decode(resp, what)
             except kubernetes.client.ApiException as e:
                 self._count(method, int(e.status or 0))
                 err = _status_error(e, what)
@@ -154,13 +190,26 @@ class Cluster:
             except (urllib3.exceptions.HTTPError, OSError) as e:
                 self._count(method, 0)
                 if attempt >= self.retries:
-                    raise errors.Unavailable(
-                        f"{what}: cannot reach {self.name}: {type(e).__name__}: "
-                        f"{errors.cut(errors.redact_url(str(e)), 160)}"
-                    ) from None
+                    message = _transport_message(self.name, e, limit)
+                    raise errors.Unavailable(f"{what}: {message}") from None
                 delay = self.backoff * (2**attempt)
+            except (ValueError, TypeError, LookupError) as e:
+                # The client could not even send the request (a header value it refuses...):
+                # the message may quote the header, so only its type travels.
+                raise errors.ClusterError(
+                    f"{what}: the request could not be sent ({type(e).__name__})"
+                ) from None
             attempt += 1
             self.sleep(min(delay, 10.0) * random.uniform(0.8, 1.2))  # noqa: S311 - jitter
+
+    def _time_left(self, what: str, limit: float) -> float:
+        """The read timeout for the next request: `limit`, capped by the deadline."""
+        if self.deadline is None:
+            return limit
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise errors.Unavailable(f"{what}: timed out: {self.name}'s time in this pass ran out")
+        return min(limit, max(left, 0.1))
 
     @staticmethod
     def _retry_after(e: kubernetes.client.ApiException) -> float | None:
@@ -206,6 +255,24 @@ class Cluster:
             if not cont:
                 return items, str((page.get("metadata") or {}).get("resourceVersion", ""))
             query["continue"] = cont
+
+    def namespaced_resources(self) -> builtins.list[Resource]:
+        """Every namespaced kind the server serves and can list, from discovery (the
+        preferred version of each group)."""
+        versions = ["v1"]
+        groups = self._call("GET", "/apis", what=f"discover API groups on {self.name}")
+        for group in groups.get("groups") or []:
+            preferred = (group.get("preferredVersion") or {}).get("groupVersion")
+            if preferred:
+                versions.append(preferred)
+        out = []
+        for gv in versions:
+            path = "/api/v1" if gv == "v1" else f"/apis/{gv}"
+            doc = self._call("GET", path, what=f"discover {gv} on {self.name}")
+            for r in doc.get("resources") or []:
+                if r.get("namespaced") and "/" not in r["name"] and "list" in r.get("verbs", []):
+                    out.append(Resource(gv, r["kind"], r["name"], True))
+        return out
 
     def get(self, res: Resource, namespace: str | None, name: str) -> Obj:
         """One object (NotFound when missing)."""
@@ -303,7 +370,7 @@ class Cluster:
             query=query,
             stream=True,
             what=f"watch {res.plural} on {self.name}",
-            timeout=timeout_seconds + 10,
+            timeout=timeout_seconds + 10.0,
         )
         try:
             buffer = b""

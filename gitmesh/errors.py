@@ -3,7 +3,8 @@
     GitmeshError
     ├── SpecError            a mesh repository file is invalid (carries Problems)
     ├── SourceError          the git source could not be fetched or read
-    ├── CredentialsError     a kubeconfig is missing, malformed or refused (exec plugins)
+    ├── CredentialsError     a kubeconfig is malformed or refused (exec plugins, central)
+    │   └── MissingCredentials  there is no kubeconfig for the remote at all
     ├── ClusterError         the Kubernetes API said no, or could not be reached
     │   ├── NotFound         404
     │   ├── Conflict         409, or a failed resourceVersion `test` (422 from the server)
@@ -12,13 +13,14 @@
     │   └── Unavailable      connection errors, 429 and 5xx after retries
     └── StatusWriteError     the status branch could not be written or pushed
 
-Messages never carry credentials: callers pass URLs through `redact_url` and server
-bodies through `cut`.
+Messages never carry credentials: callers pass URLs through `redact_url`, anything a
+third party wrote through `scrub`, and server bodies through `cut` (one line, bounded).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 MAX_SERVER_MESSAGE = 300
@@ -36,6 +38,28 @@ _USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]*@")
 def redact_url(text: str) -> str:
     """Remove `user:password@` parts from every URL in `text`."""
     return _USERINFO.sub(r"\g<scheme>***@", text)
+
+
+_AUTH_HEADER = re.compile(r"(?i)\b(bearer|basic)(\s+|%20)[^\s'\"]+")
+_SECRET_FIELD = re.compile(
+    r"(?i)\b(token|password|passwd|secret|client-key-data)(['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]+"
+)
+
+
+def scrub(text: str, secrets: Iterable[str] = ()) -> str:
+    """`text` without URL passwords, Authorization values, `token: ...`-style fields, and
+    the given secret strings."""
+    text = redact_url(text)
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    text = _AUTH_HEADER.sub(r"\1 ***", text)
+    return _SECRET_FIELD.sub(r"\1\2***", text)
+
+
+def one_line(text: str, secrets: Iterable[str] = (), limit: int = MAX_SERVER_MESSAGE) -> str:
+    """A scrubbed, single-line, bounded message: what may go into logs and the status."""
+    return cut(scrub(text, secrets), limit)
 
 
 class GitmeshError(Exception):
@@ -71,6 +95,10 @@ class SourceError(GitmeshError):
 
 class CredentialsError(GitmeshError):
     """A remote's kubeconfig is missing, malformed, or refused."""
+
+
+class MissingCredentials(CredentialsError):
+    """There is no kubeconfig for a remote (no Secret, no file)."""
 
 
 class StatusWriteError(GitmeshError):
