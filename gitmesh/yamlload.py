@@ -2,12 +2,15 @@
 
 Pure: bytes in, plain values and a position map out. It refuses what a spec file must
 never contain — object-constructing tags, duplicate keys, several documents, oversize
-input — with a `Problem` naming line and column. pydantic errors are later mapped back to
-lines through `Positions`.
+input, aliases (a 500-byte "billion laughs" expands to gigabytes), nesting deeper than
+`MAX_DEPTH` — with a `Problem` naming line and column. Aliases and depth are checked on
+the parser's event stream, in linear time, before anything is composed. pydantic errors
+are later mapped back to lines through `Positions`.
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +19,7 @@ import yaml
 from gitmesh.errors import Problem
 
 MAX_FILE_BYTES = 256 * 1024
+MAX_DEPTH = 64
 # libyaml's parser when PyYAML has it (10x faster); both compose nodes with marks.
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -127,6 +131,31 @@ def _dotted(path: Path) -> str:
 dotted = _dotted
 
 
+def _place(event: Any) -> tuple[int, int]:
+    mark = event.start_mark
+    return (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+
+
+def check_events(text: str, *, file: str, max_depth: int = MAX_DEPTH) -> None:
+    """Refuse aliases and nesting deeper than `max_depth`, reading only parser events."""
+    depth = 0
+    loader = _Loader(text)
+    try:
+        while (event := loader.get_event()) is not None:
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > max_depth:
+                    message = f"nested deeper than {max_depth} levels"
+                    raise LoadError(Problem(file, *_place(event), "", message))
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+            elif isinstance(event, yaml.AliasEvent):
+                message = f"YAML aliases (*{event.anchor}) are not allowed; write the value out"
+                raise LoadError(Problem(file, *_place(event), "", message))
+    finally:
+        loader.dispose()
+
+
 def load(data: bytes, *, file: str, max_bytes: int = MAX_FILE_BYTES) -> Loaded:
     """Load one YAML document safely, or raise `LoadError` naming the place."""
     if len(data) > max_bytes:
@@ -137,6 +166,9 @@ def load(data: bytes, *, file: str, max_bytes: int = MAX_FILE_BYTES) -> Loaded:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise LoadError(Problem(file, 1, 1, "", f"not UTF-8 text: {e.reason}")) from e
+    # A syntax error is left to the composer below, which reports it with its place.
+    with contextlib.suppress(yaml.MarkedYAMLError):
+        check_events(text, file=file)
     loader = _Loader(text)
     try:
         try:
