@@ -8,6 +8,16 @@
 It takes its collaborators (the central `Cluster`, a `connect` factory for remotes, a
 clock) and returns plain values; it holds no state between passes, so a pass that dies
 half-way leaves nothing that blocks the next one.
+
+One remote never stops the others: each remote's work has a deadline (`remote_timeout`,
+every request inside it also bounded by `request_timeout`), and whatever it raises becomes
+that remote's ReconcileFailed with a scrubbed one-line message; the traceback goes to the
+debug log, scrubbed too. A remote whose kubeconfig names the central cluster's server is
+refused before anything is sent to it.
+
+Which remotes gitmesh has applied to is kept on central too, in the ConfigMap
+`gitmesh-inventory` (as kubectl's ApplySet and kpt keep an inventory), so a removed
+remote is pruned even when the status branch was deleted.
 """
 
 from __future__ import annotations
@@ -15,9 +25,10 @@ from __future__ import annotations
 import base64
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+import traceback
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -52,6 +63,8 @@ class Settings:
     kubeconfig_dir: Path | None = None
     namespace: str | None = None  # where the remotes' kubeconfig Secrets live (default: mesh)
     conflict_retries: int = 3
+    request_timeout: float = 30.0  # every Kubernetes request (connect and read)
+    remote_timeout: float = 300.0  # all of one remote's work in a pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,8 +160,11 @@ def credentials(
     name: str, central: Cluster, namespace: str, settings: Settings
 ) -> tuple[dict[str, Any], Obj | None]:
     """The remote's kubeconfig (re-read every pass) and the Secret it came from."""
+    _check_name(name)
     if settings.kubeconfig_dir is not None:
         path = settings.kubeconfig_dir / name
+        if path.is_symlink():
+            raise errors.CredentialsError(f"{path} is a symlink; gitmesh refuses symlinks")
         if path.is_file():
             config = kubeconfigs.parse(path.read_text(encoding="utf-8"), where=str(path))
             kubeconfigs.check_exec(config, where=str(path), allow_exec=settings.allow_exec)
@@ -157,7 +173,7 @@ def credentials(
         secret = central.get(resources.SECRET, namespace, name)
     except errors.NotFound:
         where = f"{settings.kubeconfig_dir}/{name} or " if settings.kubeconfig_dir else ""
-        raise errors.CredentialsError(
+        raise errors.MissingCredentials(
             f"no kubeconfig for remote {name!r}: create {where}the Secret {namespace}/{name} "
             f"(kubectl create secret generic {name} -n {namespace} --from-file=<kubeconfig>)"
         ) from None
@@ -168,7 +184,58 @@ def credentials(
     return config, secret
 
 
+def _check_name(name: str) -> None:
+    """Names reach API paths, file paths and git trees: only valid object names do."""
+    try:
+        specs.dns_subdomain(name)
+    except ValueError as e:
+        raise errors.CredentialsError(f"refusing remote {name!r}: {e}") from None
+
+
+def refuse_central(name: str, config: Mapping[str, Any], central: Cluster) -> None:
+    """A remote kubeconfig that names the central cluster's server would make gitmesh
+    install a remote's objects on central: refused before any request is sent."""
+    server, _ = kubeconfigs.endpoint(config)
+    if server == central.server:
+        raise errors.CredentialsError(
+            f"the kubeconfig of remote {name!r} points at the central cluster ({server}); "
+            "refusing to install a remote's objects on central"
+        )
+
+
+def _failed(name: str, e: BaseException, config: Mapping[str, Any] | None = None) -> str:
+    """A one-line, scrubbed message for a remote's failure; the traceback goes to the
+    debug log, scrubbed as well."""
+    secrets = kubeconfigs.secrets(config) if config else []
+    if isinstance(e, errors.GitmeshError):
+        message = errors.one_line(str(e), secrets)
+    else:
+        message = errors.one_line(f"unexpected {type(e).__name__}: {e}", secrets)
+        logs.get().debug(
+            "traceback",
+            extra={
+                "remote": name,
+                "error": errors.scrub("".join(traceback.format_exception(e)), secrets),
+            },
+        )
+    return message
+
+
 # -- one remote ---------------------------------------------------------------------------
+
+
+@contextmanager
+def _connected(
+    connect: Connect, name: str, config: Mapping[str, Any], settings: Settings
+) -> Iterator[Cluster]:
+    """A connection to the remote whose requests end by the remote's deadline."""
+    with connect(name, config) as remote:
+        remote.timeout = settings.request_timeout
+        remote.deadline = time.monotonic() + settings.remote_timeout
+        try:
+            yield remote
+        finally:
+            remote.deadline = None
 
 
 @dataclass(slots=True)
@@ -321,10 +388,12 @@ def reconcile_remote(
     log.info("remote status updated", extra={**ctx, "status": "Reconciling"})
     log.info("reconciling remote istio", extra=ctx)
     namespace = settings.namespace or mesh.namespace
+    config: Mapping[str, Any] | None = None
     try:
         config, secret = credentials(name, central, namespace, settings)
+        refuse_central(name, config, central)
         rendered = render.remote(spec, mesh, central_state)
-        with connect(name, config) as remote:
+        with _connected(connect, name, config, settings) as remote:
             observed = observe_remote(remote, name)
             applier = _Applier(remote, name, settings)
             reports: list[ComponentReport] = []
@@ -374,11 +443,13 @@ def reconcile_remote(
                         applier.apply(item, None)
                 except errors.ClusterError as e:
                     failure = str(e)
-    except errors.GitmeshError as e:
-        log.error("remote istio failed", extra={**ctx, "error": str(e)})
+    except Exception as e:  # one remote's failure, whatever it is, is that remote's alone
+        message = _failed(name, e, config)
+        log.error("remote istio failed", extra={**ctx, "error": message})
         log.info("remote status updated", extra={**ctx, "status": "ReconcileFailed"})
-        return RemoteResult(RemoteReport(name, "ReconcileFailed", message=str(e), error=str(e)))
+        return RemoteResult(RemoteReport(name, "ReconcileFailed", message=message, error=message))
     if failure is not None:
+        failure = _failed(name, errors.GitmeshError(failure), config)
         log.info("remote status updated", extra={**ctx, "status": "ReconcileFailed"})
         # The snapshot says what the remote has: only when its Endpoints were applied.
         applied = any(r.name == "services" and r.state == "Ready" for r in reports)
@@ -399,7 +470,7 @@ def reconcile_remote(
             tuple(all_items),
         )
     if secret is not None and not settings.dry_run:
-        _mark_multicluster(central, secret, ctx)
+        _set_multicluster(central, secret, True)
     log.info("remote status updated", extra={**ctx, "status": "Available"})
     log.info("remote istio reconciled", extra=ctx)
     return RemoteResult(
@@ -408,37 +479,57 @@ def reconcile_remote(
     )
 
 
-def _mark_multicluster(central: Cluster, secret: Obj, ctx: Mapping[str, Any]) -> None:
-    """Label the kubeconfig Secret so the central pilot discovers the remote registry."""
-    labels = secret["metadata"].get("labels") or {}
-    if labels.get(resources.MULTICLUSTER) == "true":
+def _set_multicluster(central: Cluster, secret: Obj, on: bool) -> None:
+    """Label the kubeconfig Secret so the central pilot discovers the remote registry
+    (on), or remove the label when the remote leaves the mesh (off). Best effort: a
+    failure is a warning, the remote's own state is what the pass reports."""
+    meta = secret["metadata"]
+    labels = meta.get("labels") or {}
+    if (labels.get(resources.MULTICLUSTER) == "true") == on:
         return
     key = resources.MULTICLUSTER.replace("/", "~1")
-    ops = (
-        [{"op": "add", "path": f"/metadata/labels/{key}", "value": "true"}]
-        if labels
-        else [{"op": "add", "path": "/metadata/labels", "value": {resources.MULTICLUSTER: "true"}}]
-    )
+    if on and labels:
+        ops: list[Obj] = [{"op": "add", "path": f"/metadata/labels/{key}", "value": "true"}]
+    elif on:
+        ops = [{"op": "add", "path": "/metadata/labels", "value": {resources.MULTICLUSTER: "true"}}]
+    else:
+        ops = [{"op": "remove", "path": f"/metadata/labels/{key}"}]
     try:
         central.patch(
             resources.SECRET,
-            secret["metadata"]["namespace"],
-            secret["metadata"]["name"],
+            meta["namespace"],
+            meta["name"],
             ops,
-            resource_version=secret["metadata"].get("resourceVersion"),
+            resource_version=meta.get("resourceVersion"),
         )
     except errors.ClusterError as e:
-        logs.get().warning("cannot label the kubeconfig secret", extra={**ctx, "error": str(e)})
+        logs.get().warning(
+            "cannot label the kubeconfig secret",
+            extra={"remote": meta["name"], "error": str(e)},
+        )
 
 
 def prune_remote(
     name: str, central: Cluster, connect: Connect, settings: Settings, namespace: str
 ) -> RemoteResult:
-    """Remove everything gitmesh made on a remote whose spec left the repository."""
+    """Remove everything gitmesh made on a remote whose spec left the repository, and the
+    `istio/multiCluster` label from its kubeconfig Secret. A remote whose credentials are
+    gone is reported once and dropped: nothing can be pruned there, and retrying forever
+    would fail every pass."""
     log = logs.get()
+    config: Mapping[str, Any] | None = None
     try:
-        config, _ = credentials(name, central, namespace, settings)
-        with connect(name, config) as remote:
+        try:
+            config, secret = credentials(name, central, namespace, settings)
+        except errors.MissingCredentials as e:
+            message = (
+                f"spec removed, but its credentials are gone ({e}); objects gitmesh made on "
+                "the remote were left in place"
+            )
+            log.warning("cannot prune a removed remote", extra={"remote": name, "error": message})
+            return RemoteResult(RemoteReport(name, "Removed", message=message))
+        refuse_central(name, config, central)
+        with _connected(connect, name, config, settings) as remote:
             observed = observe_remote(remote, name)
             applier = _Applier(remote, name, settings)
             items: list[plan.Item] = []
@@ -458,10 +549,16 @@ def prune_remote(
             for item in [] if settings.plan_only else items:
                 applier.apply(item, None)
                 log.info("pruned %s", item.ref, extra={"remote": name, "component": item.component})
-    except errors.GitmeshError as e:
+        if secret is not None and not (settings.plan_only or settings.dry_run):
+            _set_multicluster(central, secret, False)
+    except Exception as e:  # one remote's failure is that remote's alone
+        message = _failed(name, e, config)
         return RemoteResult(
             RemoteReport(
-                name, "ReconcileFailed", message=f"cannot prune a removed remote: {e}", error=str(e)
+                name,
+                "ReconcileFailed",
+                message=f"cannot prune a removed remote: {message}",
+                error=message,
             )
         )
     return RemoteResult(
@@ -474,40 +571,111 @@ def prune_remote(
     )
 
 
+# What Kubernetes itself puts in every namespace, and records about objects (events).
+_SYSTEM_OBJECTS = {("ServiceAccount", "default"), ("ConfigMap", "kube-root-ca.crt")}
+_RECORDS = {"Event"}
+
+
 def _prune_namespaces(remote: Cluster, name: str, observed: _Observed) -> list[plan.Item]:
-    """Namespaces gitmesh created go too — only when nothing but gitmesh's objects (and
-    what Kubernetes puts in every namespace) is in them."""
-    out = []
-    for ns in observed.namespaces:
-        if not resources.owned_by(ns, name):
-            continue
+    """Namespaces gitmesh created go too, only when nothing but gitmesh's objects is in
+    them: every namespaced kind the server serves is listed (discovery-wide), and an
+    object counts as gitmesh's when it carries gitmesh's labels, is what Kubernetes puts in
+    every namespace, or is owned (ownerReferences, transitively) by one of gitmesh's
+    objects — a Deployment's ReplicaSets and Pods, a Service's EndpointSlices."""
+    out: list[plan.Item] = []
+    owned_namespaces = [ns for ns in observed.namespaces if resources.owned_by(ns, name)]
+    if not owned_namespaces:
+        return out
+    kinds = remote.namespaced_resources()
+    for ns in owned_namespaces:
         ns_name = ns["metadata"]["name"]
-        foreign = False
-        for res in (*resources.MANAGED[:6], resources.POD):
-            if not res.namespaced:
-                continue
-            for obj in remote.list(res, namespace=ns_name)[0]:
-                if resources.owned_by(obj, name):
-                    continue
-                if (obj["kind"], obj["metadata"]["name"]) in (
-                    ("ServiceAccount", "default"),
-                    ("ConfigMap", "kube-root-ca.crt"),
-                ):
-                    continue
-                foreign = True
-                break
-            if foreign:
-                break
-        if not foreign:
-            out.append(
-                plan.Item(
-                    "delete",
-                    "common",
-                    plan.Ref.of(ns),
-                    resource_version=ns["metadata"].get("resourceVersion"),
-                )
+        objects = [o for res in kinds for o in remote.list(res, namespace=ns_name)[0]]
+        ours = {
+            o["metadata"].get("uid")
+            for o in objects
+            if resources.owned_by(o, name)
+            or (o["kind"], o["metadata"]["name"]) in _SYSTEM_OBJECTS
+            or o["kind"] in _RECORDS
+        }
+        grew = True
+        while grew:  # owned by something of ours counts as ours
+            grew = False
+            for o in objects:
+                uid = o["metadata"].get("uid")
+                refs = o["metadata"].get("ownerReferences") or []
+                if uid not in ours and refs and all(r.get("uid") in ours for r in refs):
+                    ours.add(uid)
+                    grew = True
+        foreign = [o for o in objects if o["metadata"].get("uid") not in ours]
+        if foreign:
+            logs.get().info(
+                "keeping namespace %s: it holds objects gitmesh does not own",
+                ns_name,
+                extra={
+                    "remote": name,
+                    "foreign": [f"{o['kind']}/{o['metadata']['name']}" for o in foreign[:5]],
+                },
             )
+            continue
+        out.append(
+            plan.Item(
+                "delete",
+                "common",
+                plan.Ref.of(ns),
+                resource_version=ns["metadata"].get("resourceVersion"),
+            )
+        )
     return out
+
+
+# -- the inventory on central --------------------------------------------------------------
+
+INVENTORY = "gitmesh-inventory"
+_CONFIGMAP = resources.BY_KIND["ConfigMap"]
+
+
+def read_inventory(central: Cluster, namespace: str) -> tuple[set[str], Obj | None]:
+    """The remotes gitmesh has applied to, from central (valid names only), and the
+    ConfigMap they came from (None when it does not exist yet)."""
+    try:
+        obj = central.get(_CONFIGMAP, namespace, INVENTORY)
+    except errors.NotFound:
+        return set(), None
+    names = set()
+    for name in str((obj.get("data") or {}).get("remotes", "")).split():
+        try:
+            names.add(specs.dns_subdomain(name))
+        except ValueError:
+            logs.get().warning("ignoring an invalid name in the inventory", extra={"remote": name})
+    return names, obj
+
+
+def write_inventory(
+    central: Cluster, namespace: str, names: Iterable[str], current: Obj | None
+) -> Obj | None:
+    """Make the inventory hold exactly `names`; returns it as written (or as it was)."""
+    text = "\n".join(sorted(set(names)))
+    if current is not None and (current.get("data") or {}).get("remotes", "") == text:
+        return current
+    if current is None:
+        body: Obj = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": INVENTORY,
+                "namespace": namespace,
+                "labels": {resources.MANAGED_BY: "gitmesh"},
+            },
+            "data": {"remotes": text},
+        }
+        return central.create(_CONFIGMAP, body)
+    return central.patch(
+        _CONFIGMAP,
+        namespace,
+        INVENTORY,
+        [{"op": "add", "path": "/data", "value": {"remotes": text}}],
+        resource_version=current["metadata"].get("resourceVersion"),
+    )
 
 
 # -- the pass -----------------------------------------------------------------------------
@@ -521,8 +689,12 @@ def _no_guard(name: str) -> AbstractContextManager[Any]:
 
 
 def _guarded(guard: Guard, name: str, work: Callable[[], RemoteResult]) -> RemoteResult:
-    with guard(name):
-        return work()
+    try:
+        with guard(name):
+            return work()
+    except Exception as e:  # the stages catch their own; this keeps a pass whole regardless
+        message = _failed(name, e)
+        return RemoteResult(RemoteReport(name, "ReconcileFailed", message=message, error=message))
 
 
 def _each_remote(
@@ -567,7 +739,13 @@ def run_pass(
         message = "; ".join(str(p) for p in problems)
         log.error("invalid spec", extra={"remote": name, "error": message})
         results[name] = RemoteResult(RemoteReport(name, "InvalidSpec", message=message))
-    known = set(known)
+    writes = not (settings.plan_only or settings.dry_run)
+    inventory, inventory_obj = read_inventory(central, namespace)
+    known = set(known) | inventory
+    if writes:  # before anything is applied, so that a pass that dies still knows them
+        inventory_obj = write_inventory(
+            central, namespace, inventory | set(chosen), inventory_obj
+        )
     for name in sorted(set(repo.remotes) - known):
         log.info("remote status updated", extra={"remote": name, "status": "Created"})
     gone = sorted(known - set(repo.remotes) - set(repo.invalid))
@@ -590,6 +768,13 @@ def run_pass(
         jobs[name] = partial(prune_remote, name, central, connect, settings, namespace)
     results.update(_each_remote(jobs, settings=settings, guard=guard, prefix="remote"))
     removed = [name for name in gone if results[name].report.state == "Removed"]
+    if writes and removed:
+        try:
+            write_inventory(
+                central, namespace, (inventory | set(chosen)) - set(removed), inventory_obj
+            )
+        except errors.ClusterError as e:  # the next pass prunes them again, finding nothing
+            log.warning("cannot update the inventory", extra={"error": str(e)})
     reports = {n: r.report for n, r in results.items() if r.report.state != "Removed"}
     return PassResult(
         PassReport(revision, reports, removed=tuple(removed)), results, central=central_state
@@ -666,7 +851,8 @@ def _endpoints(
     namespace = settings.namespace or mesh.namespace
     try:
         config = config or credentials(name, central, namespace, settings)[0]
-        with connect(name, config) as remote:
+        refuse_central(name, config, central)
+        with _connected(connect, name, config, settings) as remote:
             res = resources.BY_KIND["Endpoints"]
             current, _ = remote.list(res, label_selector=resources.owner_selector(name))
             current = [
@@ -682,8 +868,9 @@ def _endpoints(
             patched = sum(
                 1 for i in items if i.changes and applier.apply(i, by_ref.get(i.ref)) != "unchanged"
             )
-    except errors.GitmeshError as e:
-        return RemoteResult(RemoteReport(name, "ReconcileFailed", message=str(e), error=str(e)))
+    except Exception as e:  # one remote's failure is that remote's alone
+        message = _failed(name, e, config)
+        return RemoteResult(RemoteReport(name, "ReconcileFailed", message=message, error=message))
     if patched:
         logs.get().info("updating endpoints", extra={"remote": name, "patched": patched})
     return RemoteResult(

@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from gitmesh import errors, specs, yamlload
+
 STATES = ("Created", "Reconciling", "Available", "ReconcileFailed", "InvalidSpec")
 STATUS_DIR = "status"
 ENDPOINTS_DIR = "endpoints"
@@ -90,12 +92,23 @@ def dump(data: Any) -> bytes:
     return text.encode()
 
 
+def _valid_name(name: str) -> bool:
+    try:
+        specs.dns_subdomain(name)
+    except ValueError:
+        return False
+    return True
+
+
 def _load(data: bytes | None) -> dict[str, Any]:
+    """A status file as a dict; {} for anything else (no aliases, bounded depth)."""
     if not data:
         return {}
     try:
-        value = yaml.load(data, Loader=_Loader)  # noqa: S506 - a safe loader
-    except yaml.YAMLError:
+        text = data.decode("utf-8")
+        yamlload.check_events(text, file="status")
+        value = yaml.load(text, Loader=_Loader)  # noqa: S506 - a safe loader
+    except (yaml.YAMLError, yamlload.LoadError, UnicodeDecodeError):
         return {}
     return value if isinstance(value, dict) else {}
 
@@ -109,17 +122,29 @@ def _endpoint_key(entry: str) -> tuple[int, int, str]:
     return (ip, int(port) if port.isdigit() else 0, entry)
 
 
+# Messages reach the branch as one scrubbed line: a server's answer or an exception's text
+# is never copied whole (spec problems, which people need to read in full, get more room).
+ERROR_LIMIT = 300
+SPEC_MESSAGE_LIMIT = 2000
+
+
+def _message(remote: RemoteReport) -> str:
+    limit = SPEC_MESSAGE_LIMIT if remote.state == "InvalidSpec" else ERROR_LIMIT
+    return errors.one_line(remote.message, limit=limit)
+
+
 def _conditions(
     remote: RemoteReport, before: list[dict[str, Any]], now: str
 ) -> list[dict[str, Any]]:
     old = {c.get("type"): c for c in before if isinstance(c, dict)}
+    message = _message(remote)
     wanted = [
-        ("Ready", remote.state == "Available", remote.state, remote.message or remote.state),
+        ("Ready", remote.state == "Available", remote.state, message or remote.state),
         (
             "SpecValid",
             remote.state != "InvalidSpec",
             "InvalidSpec" if remote.state == "InvalidSpec" else "Valid",
-            remote.message if remote.state == "InvalidSpec" else "the spec validates",
+            message if remote.state == "InvalidSpec" else "the spec validates",
         ),
     ]
     out = []
@@ -147,7 +172,7 @@ def _status(
     for comp in remote.components:
         entry: dict[str, Any] = {"state": comp.state, "objects": comp.objects}
         if comp.error:
-            entry["error"] = comp.error
+            entry["error"] = errors.one_line(comp.error, limit=ERROR_LIMIT)
         if comp.changed:
             entry["lastChange"] = {
                 "revision": revision,
@@ -175,9 +200,9 @@ def _status(
         "components": components,
     }
     if remote.message:
-        status["message"] = remote.message
+        status["message"] = _message(remote)
     if remote.error:
-        status["lastError"] = remote.error
+        status["lastError"] = errors.one_line(remote.error, limit=ERROR_LIMIT)
     return status
 
 
@@ -251,8 +276,12 @@ def read_status(files: Mapping[str, bytes]) -> list[dict[str, Any]]:
     for path in sorted(files):
         if not (path.startswith(STATUS_DIR + "/") and path.endswith(".yaml")):
             continue
+        # The branch is written by gitmesh, but anyone with push access can forge it: the
+        # name comes from the path and must be a valid object name, like a spec's.
+        name = path[len(STATUS_DIR) + 1 : -5]
+        if not _valid_name(name):
+            continue
         status = _load(files[path])
-        name = str(status.get("name") or path[len(STATUS_DIR) + 1 : -5])
         eps = _load(files.get(endpoints_path(name))).get("services") or {}
         rows.append(
             {

@@ -77,7 +77,8 @@ def _rules(docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_rbac_is_least_privilege(variant: str) -> None:
     """No wildcards, nothing cluster-wide, Secrets only in the mesh namespace, the Lease
-    only by its own name (but create, which resourceNames cannot limit)."""
+    and the inventory only by their own names (but create, which resourceNames cannot
+    limit)."""
     docs = build(variant)
     assert not [d for d in docs if d["kind"] in ("ClusterRole", "ClusterRoleBinding")]
     for namespace, rule in _rules(docs):
@@ -88,6 +89,8 @@ def test_rbac_is_least_privilege(variant: str) -> None:
             assert set(rule["verbs"]) <= {"get", "patch"}
         if "leases" in rule["resources"] and set(rule["verbs"]) != {"create"}:
             assert rule.get("resourceNames") == ["gitmesh"]
+        if "configmaps" in rule["resources"] and set(rule["verbs"]) != {"create"}:
+            assert rule.get("resourceNames") == ["gitmesh-inventory"]
 
 
 def _granted(docs: list[dict[str, Any]]) -> set[tuple[str, str]]:
@@ -123,6 +126,15 @@ def test_rbac_grants_exactly_what_a_run_uses(world: World, tmp_path: Path) -> No
         assert runner.ready.is_set()
         sandbox.add_istio_pod(world.server, "central", "istio-pilot", 9)
         time.sleep(1.0)
+        # A remote leaves: the inventory is patched, the kubeconfig Secret unlabelled.
+        world.repo.commit({"remotes/remote-eu.yaml": None}, "remote-eu leaves")
+        runner.poll()
+        assert (
+            "remote-eu"
+            not in world.get("central", "configmaps", "istio-system", "gitmesh-inventory")["data"][
+                "remotes"
+            ]
+        )
     finally:
         runner.shutdown()
     used = {
