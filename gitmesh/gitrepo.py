@@ -2,21 +2,32 @@
 
 One bare repository per remote URL under the cache directory; fetched, never checked out.
 Credentials never reach a command line or a message: an HTTPS token goes to git through
-`GIT_CONFIG_*` environment variables (an `http.extraHeader`), an SSH key through
-`GIT_SSH_COMMAND` with strict host key checking by default, and every error text is
-passed through `scrub` before it leaves this module.
+`GIT_CONFIG_*` environment variables (an `http.extraHeader`), and so does a
+`user:password@` written into an https URL (it is taken out of the URL, which is what
+`ps` shows while git runs); an SSH key goes through `GIT_SSH_COMMAND` with strict host key
+checking by default, and every error text is passed through `scrub` before it leaves
+this module.
+
+Processes sharing a cache directory take turns: every git command in a cache runs under
+an exclusive `flock` of the cache's lock file, so a `*.lock` that git left behind (a
+process killed mid-write) is known to be stale and is removed before the next command.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import dataclasses
+import fcntl
 import hashlib
 import os
 import re
 import shlex
 import tempfile
+import threading
 import time
-from collections.abc import Callable, Mapping
+import urllib.parse
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -113,6 +124,23 @@ def display_url(url: str) -> str:
     return redact_url(url)
 
 
+def split_credentials(url: str, auth: Auth | None) -> tuple[str, Auth | None]:
+    """An http(s) URL without its `user:password@`, and the credentials moved into `auth`
+    (unless a token was given anyway, which wins)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or parts.password is None:
+        return url, auth
+    host = parts.hostname or ""
+    if parts.port:
+        host += f":{parts.port}"
+    bare = urllib.parse.urlunsplit(parts._replace(netloc=host))
+    if auth is not None and auth.token:
+        return bare, auth
+    user = urllib.parse.unquote(parts.username or "") or "git"
+    password = urllib.parse.unquote(parts.password)
+    return bare, dataclasses.replace(auth or Auth(), token=password, token_user=user)
+
+
 class Cache:
     """A bare clone of one remote repository, under `cache_dir`."""
 
@@ -124,19 +152,40 @@ class Cache:
         auth: Auth | None = None,
         timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
+        url, with_credentials = split_credentials(url, auth)
         self.url = url
-        self.auth = auth or Auth()
+        self.auth = with_credentials or Auth()
         self.timeout = timeout
         key = hashlib.sha256(display_url(url).encode()).hexdigest()[:16]
         self.path = cache_dir / key
-        if (self.path / "HEAD").exists():
-            self.repo = git.Repo(self.path)
-        else:
-            self.path.mkdir(parents=True, exist_ok=True)
-            self.repo = git.Repo.init(self.path, bare=True)
-            with self.repo.config_writer() as cw:
-                cw.set_value("gc", "auto", "0")
-                cw.set_value("core", "logAllRefUpdates", "false")
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._thread_lock = threading.Lock()
+        self._lock_file = self.path.parent / f"{key}.flock"
+        with self._locked():
+            if (self.path / "HEAD").exists():
+                self.repo = git.Repo(self.path)
+            else:
+                self.repo = git.Repo.init(self.path, bare=True)
+                with self.repo.config_writer() as cw:
+                    cw.set_value("gc", "auto", "0")
+                    cw.set_value("core", "logAllRefUpdates", "false")
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Hold the cache: one git command at a time across threads and processes."""
+        with self._thread_lock, self._lock_file.open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _remove_stale_locks(self) -> None:
+        """Under `_locked`, no other gitmesh is in this cache: any git lock file left in it
+        belongs to a process that died."""
+        for lock in [*self.path.glob("*.lock"), *(self.path / "refs").rglob("*.lock")]:
+            with contextlib.suppress(OSError):
+                lock.unlink()
 
     def run(
         self, *args: str, env: Mapping[str, str] | None = None, input_path: Path | None = None
@@ -162,11 +211,13 @@ class Cache:
         if as_bytes:
             options.update(stdout_as_string=False, strip_newline_in_stdout=False)
         try:
-            if input_path is not None:
-                with input_path.open("rb") as stdin:
-                    out = self.repo.git.execute(["git", *args], istream=stdin, **options)
-            else:
-                out = self.repo.git.execute(["git", *args], **options)
+            with self._locked():
+                self._remove_stale_locks()
+                if input_path is not None:
+                    with input_path.open("rb") as stdin:
+                        out = self.repo.git.execute(["git", *args], istream=stdin, **options)
+                else:
+                    out = self.repo.git.execute(["git", *args], **options)
         except git.GitCommandError as e:
             parts = [str(s).strip() for s in (e.stdout, e.stderr) if s]
             detail = "\n".join(p.removeprefix("stdout: ").removeprefix("stderr: ") for p in parts)
@@ -230,6 +281,13 @@ def cat_blobs(cache: Cache, shas: list[str]) -> dict[str, bytes]:
     return out
 
 
+# What a path may look like in a fast-import stream: gitmesh writes only status/<name>.yaml
+# and endpoints/<name>.yaml with valid object names. Anything else (a newline would start a
+# new fast-import command, a quote changes how the path is read) is refused, not quoted.
+_SAFE_PATH = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*")
+_SAFE_AUTHOR = re.compile(r"[^<>\n\r\0]+ <[^<>\n\r\0]*>")
+
+
 def commit_files(
     run: Callable[..., str],
     ref: str,
@@ -241,6 +299,11 @@ def commit_files(
 ) -> str:
     """Commit file writes (bytes) and deletions (None) on top of `parent` (or as a root
     commit) to `ref` with `git fast-import`, without a working tree; returns the sha."""
+    for path in changes:
+        if not _SAFE_PATH.fullmatch(path) or ".." in path.split("/"):
+            raise GitFailure(f"refusing to commit the path {path!r}", status=None)
+    if not _SAFE_AUTHOR.fullmatch(author):
+        raise GitFailure(f"refusing the commit author {author!r}", status=None)
     stamp = f"{int(time.time())} +0000"
     msg = message.encode()
     # Without a parent, `reset` first so that the commit is a root commit.

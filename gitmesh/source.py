@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import git
 
@@ -123,6 +123,31 @@ class Source:
         refused: list[Problem] = []
         wanted = []
         for entry in ls_tree(self.cache, commit.hexsha, meshrepo.MESH_FILE, meshrepo.REMOTES_DIR):
+            parts = entry.path.split("/")
+            if entry.path == meshrepo.REMOTES_DIR or (
+                parts[0] == meshrepo.MESH_FILE and len(parts) > 1
+            ):
+                # `remotes` as a symlink or submodule would read as "no remotes" and prune
+                # every one; `mesh.yaml` as a directory as "no mesh". The whole pass stops.
+                if entry.mode == SYMLINK_MODE:
+                    what = "a symlink"
+                else:
+                    what = "not a directory" if parts[0] == meshrepo.REMOTES_DIR else "not a file"
+                raise SourceError(
+                    f"{parts[0]} at {commit.hexsha[:12]} is {what}; gitmesh refuses to read "
+                    "the repository (nothing is reconciled or pruned)"
+                )
+            if (
+                len(parts) > 2
+                and parts[0] == meshrepo.REMOTES_DIR
+                and PurePosixPath(parts[1]).suffix in meshrepo.SPEC_SUFFIXES
+            ):
+                # A directory where a remote's file should be: that remote is invalid,
+                # never absent (which would prune it).
+                path = f"{parts[0]}/{parts[1]}"
+                if not any(p.file == path for p in refused):
+                    refused.append(Problem(path, 1, 1, "", "is not a regular file"))
+                continue
             if not meshrepo.is_spec_path(entry.path):
                 continue
             if entry.mode == SYMLINK_MODE:

@@ -100,7 +100,10 @@ class StatusBranch:
             }
             if not changes:
                 return None
-            commit = self._commit(tip, changes, message_for(changes))
+            try:
+                commit = self._commit(tip, changes, message_for(changes))
+            except GitFailure as e:
+                raise StatusWriteError(f"cannot commit to {self.branch}: {e}") from None
             try:
                 self.cache.run(
                     "push", "--porcelain", self.cache.url, f"{commit}:refs/heads/{self.branch}"
