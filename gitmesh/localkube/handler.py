@@ -86,6 +86,20 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Answers http.server gives on its own (a malformed request line or header) are
+        counted and logged like every other answer."""
+        self.owner.record(
+            cluster="",
+            verb="",
+            resource="",
+            code=code,
+            method=str(getattr(self, "command", "") or ""),
+            path=str(getattr(self, "path", "") or ""),
+            ms=0.0,
+        )
+        super().send_error(code, message, explain)
+
     # -- plumbing ------------------------------------------------------------------------
 
     @property
@@ -107,23 +121,38 @@ class _Handler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         self._serve()
 
-    def _body(self) -> Any:
-        length = int(self.headers.get("Content-Length") or 0)
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            data = b""
-            while True:
-                size = int(self.rfile.readline().strip() or b"0", 16)
-                if size == 0:
+    def _read_body(self) -> bytes:
+        """The request's body, read whole before anything can answer: a reply sent before
+        the body is read would leave it on a kept-alive connection, where it would be
+        taken for the next request. A body that cannot be read whole closes the
+        connection."""
+        try:
+            if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                data = b""
+                while True:
+                    size = int(self.rfile.readline().strip() or b"0", 16)
+                    if size == 0:
+                        self.rfile.readline()
+                        return data
+                    data += self.rfile.read(size)
                     self.rfile.readline()
-                    break
-                data += self.rfile.read(size)
-                self.rfile.readline()
-                if len(data) > MAX_BODY:
-                    raise ApiError(413, "RequestEntityTooLarge", "request entity too large")
-        else:
-            if length > MAX_BODY:
-                raise ApiError(413, "RequestEntityTooLarge", "request entity too large")
-            data = self.rfile.read(length) if length else b""
+                    if len(data) > MAX_BODY:
+                        break
+            else:
+                length = int(self.headers.get("Content-Length") or 0)
+                if 0 <= length <= MAX_BODY:
+                    return self.rfile.read(length) if length else b""
+                if length < 0:
+                    self.close_connection = True
+                    raise bad_request(f"invalid Content-Length {length}")
+        except ValueError:
+            self.close_connection = True
+            raise bad_request("invalid Content-Length or chunk size") from None
+        self.close_connection = True
+        raise ApiError(413, "RequestEntityTooLarge", "request entity too large")
+
+    def _body(self) -> Any:
+        data = self._raw_body
         if not data:
             return None
         ctype = self.headers.get("Content-Type", "application/json").split(";")[0].strip()
@@ -208,7 +237,9 @@ class _Handler(BaseHTTPRequestHandler):
             )
 
         self._record = record
+        self._raw_body = b""
         try:
+            self._raw_body = self._read_body()
             route = self._route()
             cluster = route.cluster
             if self.owner.clusters[cluster].down:
