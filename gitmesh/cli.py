@@ -112,6 +112,17 @@ def status_branch_name(args: argparse.Namespace, repo: meshrepo.Repo | None) -> 
     return "gitmesh/status"
 
 
+def _escape_data(text: str) -> str:
+    """A workflow command's message, escaped as GitHub's toolkit does (`escapeData`)."""
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_property(text: str) -> str:
+    """A workflow command's property value, escaped as GitHub's toolkit does
+    (`escapeProperty`): a file name can hold none of these unescaped."""
+    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
 def _print_problems(problems: Sequence[Problem], fmt: str) -> None:
     if fmt == "json":
         rows = [
@@ -122,9 +133,9 @@ def _print_problems(problems: Sequence[Problem], fmt: str) -> None:
         return
     for p in problems:
         if fmt == "github":
-            title = p.field or "gitmesh"
-            message = p.message.replace("%", "%25").replace("\n", "%0A")
-            print(f"::error file={p.file},line={p.line},col={p.col},title={title}::{message}")
+            file, title = _escape_property(p.file), _escape_property(p.field or "gitmesh")
+            message = _escape_data(p.message)
+            print(f"::error file={file},line={p.line},col={p.col},title={title}::{message}")
         else:
             print(p)
 
@@ -159,6 +170,19 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def _duration(*, minimum: float) -> Callable[[str], float]:
+    """An argparse type for durations (30s, 5m, or seconds)."""
+    from gitmesh import durations
+
+    def parse(text: str) -> float:
+        try:
+            return durations.parse(text, minimum=minimum)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    return parse
+
+
 def add_cluster_flags(p: argparse.ArgumentParser) -> None:
     """Flags that say how to reach the clusters and how a pass behaves."""
     g = p.add_argument_group("clusters (each flag also from GITMESH_<FLAG>)")
@@ -189,6 +213,21 @@ def add_cluster_flags(p: argparse.ArgumentParser) -> None:
         help="remotes reconciled in parallel (default: 8)",
     )
     g.add_argument(
+        "--request-timeout",
+        type=_duration(minimum=0.1),
+        default=_duration(minimum=0.1)(_env("REQUEST_TIMEOUT") or "30s"),
+        metavar="DURATION",
+        help="limit of every Kubernetes request, as kubectl's flag: 30s, 1m (default: 30s)",
+    )
+    g.add_argument(
+        "--remote-timeout",
+        type=_duration(minimum=1.0),
+        default=_duration(minimum=1.0)(_env("REMOTE_TIMEOUT") or "5m"),
+        metavar="DURATION",
+        help="limit of all of one remote's work in a pass; past it the remote is "
+        "ReconcileFailed and the others go on (default: 5m)",
+    )
+    g.add_argument(
         "--allow-exec",
         action="store_true",
         default=_env("ALLOW_EXEC", "") in ("1", "true"),
@@ -212,6 +251,8 @@ def _settings(args: argparse.Namespace, **overrides: bool) -> reconcile.Settings
         allow_exec=args.allow_exec,
         kubeconfig_dir=args.kubeconfig_dir,
         namespace=args.namespace,
+        request_timeout=args.request_timeout,
+        remote_timeout=args.remote_timeout,
         **overrides,
     )
 
@@ -219,7 +260,12 @@ def _settings(args: argparse.Namespace, **overrides: bool) -> reconcile.Settings
 def _central(args: argparse.Namespace) -> Cluster:
     from gitmesh.cluster import Cluster
 
-    return Cluster("central", args.central_kubeconfig, context=args.central_context)
+    return Cluster(
+        "central",
+        args.central_kubeconfig,
+        context=args.central_context,
+        timeout=args.request_timeout,
+    )
 
 
 def _known(branch: StatusBranch) -> list[str]:
@@ -339,8 +385,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     while not stop.wait(0.5):
         pass
     logs.get().info("shutting down")
-    the_runner.shutdown()
+    finished = the_runner.shutdown()
     logs.get().info("stopped")
+    if not finished:
+        # A worker is stuck in a remote's request past the grace period: exit anyway (its
+        # thread would hold the interpreter open), as a pod's termination would.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
 
 

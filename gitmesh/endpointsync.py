@@ -5,6 +5,8 @@ resourceVersion, keeping a cache; resume from the last resourceVersion seen (boo
 included) when the stream ends; relist on 410 Gone; reconnect with backoff when the
 connection breaks. Changes are debounced and handed to a callback with the current pods
 and the label sets that changed, so the caller can update only the affected remotes.
+Flushes start at most once per `window` (a flapping pod makes one write per remote per
+window, not one per flap); the last flush always carries the final state.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ class EndpointSync:
         on_change: OnChange,
         *,
         debounce: float = 0.05,
+        window: float = 0.2,
         watch_timeout: int = 300,
         max_backoff: float = 10.0,
     ) -> None:
@@ -58,6 +61,7 @@ class EndpointSync:
         self.namespace = namespace
         self.on_change = on_change
         self.debounce = debounce
+        self.window = window
         self.watch_timeout = watch_timeout
         self.max_backoff = max_backoff
         self.pods: dict[str, render.Pod] = {}
@@ -165,15 +169,17 @@ class EndpointSync:
         self._wake.set()
 
     def _flush_loop(self) -> None:
+        last = -self.window
         while not self._stop.is_set():
             self._wake.wait()
             if self._stop.is_set():
                 return
-            time.sleep(self.debounce)
+            time.sleep(max(self.debounce, last + self.window - time.monotonic()))
             self._wake.clear()
             with self._lock:
                 pending, self._pending = self._pending, []
             if pending:
+                last = time.monotonic()
                 try:
                     self.on_change(self.snapshot(), pending)
                 except Exception:  # the watch must outlive a failing callback

@@ -8,6 +8,12 @@ A watch on the central Istio pods (`EndpointSync`) updates only the Endpoints of
 affected remotes within a debounce interval of a pod change. A per-remote lock keeps a pass
 and an endpoint update from overlapping on one remote. Only the Lease holder applies; a
 follower keeps its watch warm and takes over within the lease duration.
+
+It stays responsive with a hung remote: every remote's work in a pass has a deadline,
+`/readyz` reports a pass that has run past the longest a pass can take (a wedged worker),
+and shutdown waits at most `grace` seconds for the pass in flight. The HTTP server for
+metrics, health and the git webhook serves a bounded number of connections at once, each
+with a socket timeout, and refuses malformed or oversize requests with one log line each.
 """
 
 from __future__ import annotations
@@ -18,9 +24,10 @@ import json
 import threading
 import time
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -51,6 +58,9 @@ class RunSettings:
     status_branch: str | None = None
     hook_secret: bytes | None = None
     debounce: float = 0.05
+    grace: float = 20.0  # how long shutdown waits for the pass in flight
+    http_workers: int = 8
+    http_timeout: float = 10.0
 
 
 class Runner:
@@ -93,7 +103,8 @@ class Runner:
         )
         self.elector: Elector | None = None
         self.sync: EndpointSync | None = None
-        self.http: ThreadingHTTPServer | None = None
+        self.http: _BoundedHTTPServer | None = None
+        self.pass_started: float | None = None  # time.monotonic() of the pass in flight
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -198,60 +209,81 @@ class Runner:
         )
         return hashlib.sha256(data.encode()).hexdigest()
 
+    def wedged(self) -> str | None:
+        """Why the worker looks stuck: a pass running longer than any pass can (every
+        remote's deadline, twice over, in rounds of `concurrency`, plus a minute)."""
+        started = self.pass_started
+        if started is None:
+            return None
+        remotes = len(self.repo.remotes) if self.repo else 1
+        rounds = -(-max(remotes, 1) // max(self.settings.concurrency, 1))
+        limit = 2 * self.settings.remote_timeout * rounds + 60.0
+        took = time.monotonic() - started
+        return f"a pass has run for {took:.0f}s (limit {limit:.0f}s)" if took > limit else None
+
     def _pass(self, snapshot: Snapshot, repo: meshrepo.Repo, *, only: set[str] | None) -> None:
         with self._pass_lock:
-            log = logs.get()
-            if self.branch is None:
-                self.branch = StatusBranch(
-                    self.source.cache,
-                    self.run_settings.status_branch
-                    or (repo.mesh.status_branch if repo.mesh else "gitmesh/status"),
-                )
+            self.pass_started = time.monotonic()
             try:
-                known = [r["remote"] for r in statusfiles.read_status(self.branch.read())]
-                result = reconcile.run_pass(
-                    repo,
-                    snapshot.commit,
-                    self.central,
-                    connect=self.connect,
-                    settings=self.settings,
-                    known=known,
-                    only=only,
-                    guard=self.guard,
-                    stop=self.halt,
-                )
-            except errors.GitmeshError as e:
-                log.error(
-                    "reconcile pass failed",
-                    extra={"error": str(e), "revision": snapshot.commit[:12]},
-                )
-                return
-            self.snapshot = snapshot
-            self.repo = repo
-            if result.central is not None:
-                self.services = result.central.services
-                self.central_digest = self._digest(result.central)
-            self._record(result)
-            if self.halt.is_set():
-                log.info("pass interrupted (shutdown or leadership lost); status not written")
-                return
-            report = result.report
-            with self._pending_lock:
-                for name, remote in report.remotes.items():
-                    if remote.endpoints is not None:
-                        self.pending_endpoints.pop(name, None)
-            try:
-                sha = self.branch.write(
-                    lambda cur: statusfiles.render(report, cur, reconcile.now_utc()),
-                    lambda changes: statusfiles.message(report, changes),
-                )
-                log.info(
-                    "status committed" if sha else "status unchanged",
-                    extra={"revision": snapshot.commit[:12], "commit": sha or ""},
-                )
-            except errors.StatusWriteError as e:
-                log.error("writing the status branch failed", extra={"error": str(e)})
-            self.ready.set()
+                self._pass_locked(snapshot, repo, only=only)
+            finally:
+                self.pass_started = None
+
+    def _pass_locked(
+        self, snapshot: Snapshot, repo: meshrepo.Repo, *, only: set[str] | None
+    ) -> None:
+        log = logs.get()
+        if self.branch is None:
+            self.branch = StatusBranch(
+                self.source.cache,
+                self.run_settings.status_branch
+                or (repo.mesh.status_branch if repo.mesh else "gitmesh/status"),
+            )
+        try:
+            known = [r["remote"] for r in statusfiles.read_status(self.branch.read())]
+            result = reconcile.run_pass(
+                repo,
+                snapshot.commit,
+                self.central,
+                connect=self.connect,
+                settings=self.settings,
+                known=known,
+                only=only,
+                guard=self.guard,
+                stop=self.halt,
+            )
+        except errors.GitmeshError as e:
+            log.error(
+                "reconcile pass failed",
+                extra={"error": str(e), "revision": snapshot.commit[:12]},
+            )
+            return
+        self.snapshot = snapshot
+        self.repo = repo
+        if result.central is not None:
+            self.services = result.central.services
+            self.central_digest = self._digest(result.central)
+        self._record(result)
+        if self.halt.is_set():
+            log.info("pass interrupted (shutdown or leadership lost); status not written")
+            return
+        report = result.report
+        with self._pending_lock:
+            for name, remote in report.remotes.items():
+                if remote.endpoints is not None:
+                    self.pending_endpoints.pop(name, None)
+        try:
+            sha = self.branch.write(
+                lambda cur: statusfiles.render(report, cur, reconcile.now_utc()),
+                lambda changes: statusfiles.message(report, changes),
+            )
+            log.info(
+                "status committed" if sha else "status unchanged",
+                extra={"revision": snapshot.commit[:12], "commit": sha or ""},
+            )
+        except errors.StatusWriteError as e:
+            log.error("writing the status branch failed", extra={"error": str(e)})
+        self.ready.set()
 
     def _record(self, result: reconcile.PassResult) -> None:
         m = self.metrics
@@ -370,11 +402,21 @@ class Runner:
         """Poll now (the git webhook)."""
         self.scheduler.add_job(self.poll, id="poll-now", replace_existing=True)
 
-    def shutdown(self) -> None:
-        """Finish the component in flight, release the lease, stop serving."""
+    def shutdown(self) -> bool:
+        """Finish the component in flight, release the lease, stop serving. Waits at most
+        `grace` seconds for the pass in flight; returns False when it is still running (a
+        hung remote), for the caller to exit regardless."""
         self.stop_event.set()
         self.halt.set()
-        self.scheduler.shutdown(wait=True)
+        self.scheduler.shutdown(wait=False)
+        finished = self._pass_lock.acquire(timeout=self.run_settings.grace)
+        if finished:
+            self._pass_lock.release()
+        else:
+            logs.get().warning(
+                "a pass is still running after the grace period; leaving it",
+                extra={"grace": self.run_settings.grace},
+            )
         if self.sync is not None:
             self.sync.stop()
         if self.elector is not None:
@@ -382,17 +424,60 @@ class Runner:
         if self.http is not None:
             self.http.shutdown()
             self.http.server_close()
-        for _, cluster in self._clusters.values():
-            cluster.close()
-        self.central.close()
+        if finished:
+            for _, cluster in self._clusters.values():
+                cluster.close()
+            self.central.close()
+        return finished
 
 
-def _serve(runner: Runner, listen: tuple[str, int]) -> ThreadingHTTPServer:
+MAX_HOOK_BODY = 1 << 20
+
+
+class _BoundedHTTPServer(HTTPServer):
+    """At most `workers` connections served at once; more wait in the listen backlog."""
+
+    def __init__(
+        self, addr: tuple[str, int], handler: type[BaseHTTPRequestHandler], *, workers: int
+    ) -> None:
+        super().__init__(addr, handler)
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="http")
+        self._slots = threading.BoundedSemaphore(workers)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self._slots.acquire()
+        self._pool.submit(self._work, request, client_address)
+
+    def _work(self, request: Any, client_address: Any) -> None:
+        try:
+            self.finish_request(request, client_address)
+        except Exception as e:  # a client's bad request must not reach stderr as a traceback
+            logs.get().warning("bad request", extra={"error": errors.cut(repr(e), 200)})
+        finally:
+            self.shutdown_request(request)
+            self._slots.release()
+
+    def server_close(self) -> None:
+        super().server_close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _serve(runner: Runner, listen: tuple[str, int]) -> _BoundedHTTPServer:
     class Handler(BaseHTTPRequestHandler):
         disable_nagle_algorithm = True  # see gitmesh.localkube.server._Handler
+        timeout = runner.run_settings.http_timeout  # a socket timeout: slow clients go
 
         def log_message(self, format: str, *args: Any) -> None:
             pass
+
+        def send_error(
+            self, code: int, message: str | None = None, explain: str | None = None
+        ) -> None:
+            logs.get().warning(
+                "bad request",
+                extra={"status": code, "error": errors.cut(str(message or ""), 200)},
+            )
+            super().send_error(code, message, explain)
 
         def _reply(self, code: int, body: bytes, ctype: str = "text/plain") -> None:
             self.send_response(code)
@@ -409,7 +494,11 @@ def _serve(runner: Runner, listen: tuple[str, int]) -> ThreadingHTTPServer:
             elif self.path == "/readyz":
                 synced = runner.sync is not None and runner.sync.synced.is_set()
                 ok = synced and (runner.ready.is_set() or not runner.leader())
-                self._reply(200 if ok else 503, b"ok\n" if ok else b"not ready\n")
+                wedged = runner.wedged()
+                if wedged:
+                    self._reply(503, f"wedged: {wedged}\n".encode())
+                else:
+                    self._reply(200 if ok else 503, b"ok\n" if ok else b"not ready\n")
             else:
                 self._reply(404, b"not found\n")
 
@@ -417,8 +506,16 @@ def _serve(runner: Runner, listen: tuple[str, int]) -> ThreadingHTTPServer:
             if self.path != "/hooks/git" or runner.run_settings.hook_secret is None:
                 self._reply(404, b"not found\n")
                 return
-            length = min(int(self.headers.get("Content-Length") or 0), 1 << 20)
-            body = self.rfile.read(length)
+            raw = self.headers.get("Content-Length") or "0"
+            if not raw.isdigit():
+                self.close_connection = True
+                self.send_error(400, f"invalid Content-Length {raw[:20]!r}")
+                return
+            if int(raw) > MAX_HOOK_BODY:
+                self.close_connection = True
+                self.send_error(413, f"body over {MAX_HOOK_BODY} bytes")
+                return
+            body = self.rfile.read(int(raw))
             sent = self.headers.get("X-Hub-Signature-256", "")
             want = (
                 "sha256="
@@ -430,7 +527,6 @@ def _serve(runner: Runner, listen: tuple[str, int]) -> ThreadingHTTPServer:
             runner.trigger_poll()
             self._reply(202, b"poll scheduled\n")
 
-    server = ThreadingHTTPServer(listen, Handler)
-    server.daemon_threads = True
+    server = _BoundedHTTPServer(listen, Handler, workers=runner.run_settings.http_workers)
     threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
     return server
