@@ -368,6 +368,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         retry_period=args.retry_period,
         status_branch=args.status_branch,
         hook_secret=secret or None,
+        grace=args.grace_period,
     )
     the_runner = runner.Runner(
         make_source(args), _central(args), settings=_settings(args), run=run_settings
@@ -488,6 +489,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--lease-duration", type=float, default=float(_env("LEASE_DURATION") or 15))
     g.add_argument("--retry-period", type=float, default=float(_env("RETRY_PERIOD") or 2))
+    g.add_argument(
+        "--grace-period",
+        type=_duration(minimum=0.0),
+        default=_duration(minimum=0.0)(_env("GRACE_PERIOD") or "20s"),
+        metavar="DURATION",
+        help="on SIGTERM, how long to wait for the pass in flight before exiting anyway "
+        "(default: 20s, inside Kubernetes' 30s termination grace period)",
+    )
     g.add_argument(
         "--webhook-secret-env",
         default=_env("WEBHOOK_SECRET_ENV"),

@@ -78,8 +78,12 @@ def _decode(resp: Any, what: str) -> Any:
         ) from None
 
 
+def _timed_out(e: BaseException) -> bool:
+    return isinstance(e, urllib3.exceptions.TimeoutError | TimeoutError) or "timed out" in str(e)
+
+
 def _transport_message(name: str, e: BaseException, limit: float) -> str:
-    if isinstance(e, urllib3.exceptions.TimeoutError) or "timed out" in str(e):
+    if _timed_out(e):
         return f"timed out: {name} did not answer within {limit:g}s"
     return f"cannot reach {name}: {type(e).__name__}: {errors.cut(errors.scrub(str(e)), 160)}"
 
@@ -189,7 +193,9 @@ class Cluster:
                 delay = self._retry_after(e) or self.backoff * (2**attempt)
             except (urllib3.exceptions.HTTPError, OSError) as e:
                 self._count(method, 0)
-                if attempt >= self.retries:
+                # A server that let a request time out is retried once, not `retries` times.
+                timed_out = _timed_out(e)
+                if attempt >= (min(self.retries, 1) if timed_out else self.retries):
                     message = _transport_message(self.name, e, limit)
                     raise errors.Unavailable(f"{what}: {message}") from None
                 delay = self.backoff * (2**attempt)

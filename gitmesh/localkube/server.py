@@ -270,6 +270,13 @@ class Server:
             self.faults.append(fault)
         return fault
 
+    def set_access_log(self, path: Path | None) -> None:
+        """Append one JSON line per request to `path` from now on (None: stop)."""
+        with self._lock:
+            if self._access_log:
+                self._access_log.close()
+            self._access_log = path.open("a", encoding="utf-8") if path else None
+
     def clear_faults(self) -> None:
         """Remove every fault."""
         with self._lock:
