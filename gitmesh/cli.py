@@ -522,6 +522,13 @@ def _add_localkube(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         type=Path,
         help="write a kubeconfig here, with a context per cluster",
     )
+    p.add_argument(
+        "--backend",
+        choices=["localkube", "kube-apiserver"],
+        default=_env("LOCALKUBE_BACKEND", "localkube"),
+        help="the emulator (default), or real kube-apiserver + etcd from $KUBEBUILDER_ASSETS "
+        "(build them with tools/build-kube-assets.sh)",
+    )
     p.add_argument("--port", type=int, default=0, help="port to listen on (0: a free one)")
     p.add_argument(
         "--clusters", default="local", help="comma-separated cluster names (default: local)"

@@ -53,7 +53,7 @@ def _status_error(e: kubernetes.client.ApiException, what: str) -> errors.Cluste
     code = int(e.status or 0)
     if code == 404:
         return errors.NotFound(text, status=code, reason=reason)
-    if code == 409 or (code == 422 and "testing value" in causes):
+    if code == 409:
         return errors.Conflict(text, status=code, reason=reason or "Conflict")
     if code == 422:
         return errors.Invalid(f"{text} {causes}".strip(), status=code, reason=reason)
@@ -319,14 +319,28 @@ class Cluster:
                 0, {"op": "test", "path": "/metadata/resourceVersion", "value": resource_version}
             )
         query = {"dryRun": "All"} if dry_run else None
-        out: Obj = self._call(
-            "PATCH",
-            res.path(namespace, name),
-            body=guarded,
-            content_type=JSON_PATCH,
-            query=query,
-            what=f"patch {res.kind} {name} on {self.name}",
-        )
+        what = f"patch {res.kind} {name} on {self.name}"
+        try:
+            out: Obj = self._call(
+                "PATCH",
+                res.path(namespace, name),
+                body=guarded,
+                content_type=JSON_PATCH,
+                query=query,
+                what=what,
+            )
+        except errors.Invalid:
+            # kube-apiserver answers a failed `test` with a bare 422 that does not say which
+            # op failed: the object having moved on from our resourceVersion is a conflict.
+            if (
+                resource_version
+                and self.get(res, namespace, name)["metadata"].get("resourceVersion")
+                != resource_version
+            ):
+                raise errors.Conflict(
+                    f"{what}: the object changed since it was read", status=409, reason="Conflict"
+                ) from None
+            raise
         return out
 
     def delete(

@@ -743,9 +743,7 @@ def run_pass(
     inventory, inventory_obj = read_inventory(central, namespace)
     known = set(known) | inventory
     if writes:  # before anything is applied, so that a pass that dies still knows them
-        inventory_obj = write_inventory(
-            central, namespace, inventory | set(chosen), inventory_obj
-        )
+        inventory_obj = write_inventory(central, namespace, inventory | set(chosen), inventory_obj)
     for name in sorted(set(repo.remotes) - known):
         log.info("remote status updated", extra={"remote": name, "status": "Created"})
     gone = sorted(known - set(repo.remotes) - set(repo.invalid))

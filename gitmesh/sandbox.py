@@ -9,11 +9,17 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from gitmesh.localkube import Server, tlsgen
+from gitmesh.localkube.store import ApiError
+
+if TYPE_CHECKING:
+    from gitmesh.localkube.apiserver import KubeAPIServer
+
+    Backend = Server | KubeAPIServer
 
 NAMESPACE = "istio-system"
 CA_SECRET = "istio-ca-secret"  # noqa: S105 - a Secret's name
@@ -56,7 +62,7 @@ ISTIO: dict[str, tuple[dict[str, str], dict[str, str], list[dict[str, Any]]]] = 
 class Mesh:
     """Handles to a simulated mesh."""
 
-    server: Server
+    server: Backend
     central: str
     remotes: tuple[str, ...]
     ca_key_pem: bytes
@@ -79,23 +85,27 @@ def _b64(data: bytes | str) -> str:
 
 
 def _create(
-    server: Server, cluster: str, resource: str, namespace: str, body: dict[str, Any]
+    server: Backend, cluster: str, resource: str, namespace: str, body: dict[str, Any]
 ) -> None:
     """Create a core/v1 object directly in a localkube cluster's store."""
     store = server.store(cluster)
     store.create(store.kind("", "v1", resource), namespace, body)
 
 
-def ensure_namespace(server: Server, cluster: str, name: str) -> None:
+def ensure_namespace(server: Backend, cluster: str, name: str) -> None:
     """Create a namespace unless it exists."""
     store = server.store(cluster)
     kind = store.kind("", "v1", "namespaces")
-    if ("", name) not in store.objects[kind.key]:
+    try:
+        store.get(kind, "", name)
+    except ApiError as e:
+        if e.code != 404:
+            raise
         store.create(kind, "", {"metadata": {"name": name}})
 
 
 def kubeconfig_secret(
-    server: Server, central: str, remote: str, *, namespace: str = NAMESPACE
+    server: Backend, central: str, remote: str, *, namespace: str = NAMESPACE
 ) -> None:
     """What `kubectl create secret generic <remote> --from-file <remote>` makes, on central."""
     config = yaml.safe_dump(server.kubeconfig(remote))
@@ -109,7 +119,7 @@ def kubeconfig_secret(
 
 
 def add_istio_pod(
-    server: Server, central: str, service: str, index: int = 0, *, ready: bool = True
+    server: Backend, central: str, service: str, index: int = 0, *, ready: bool = True
 ) -> str:
     """Start one more pod behind a central Istio service; returns its name."""
     labels = ISTIO[service][0]
@@ -126,7 +136,7 @@ def add_istio_pod(
 
 
 def start(
-    server: Server,
+    server: Backend,
     *,
     central: str = "central",
     remotes: Iterable[str] = (),

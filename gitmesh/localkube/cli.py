@@ -1,4 +1,7 @@
-"""`gitmesh localkube`: serve emulated clusters until SIGTERM/SIGINT, for kubectl and demos.
+"""`gitmesh localkube`: serve local clusters until SIGTERM/SIGINT, for kubectl and demos —
+the emulator (`--backend localkube`, the default) or real kube-apiservers
+(`--backend kube-apiserver`, binaries from `$KUBEBUILDER_ASSETS`). Same kubeconfig, same
+context names, same `serving` line, same access log lines.
 
 Its flags are declared in gitmesh.cli."""
 
@@ -26,6 +29,8 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, handle)
     signal.signal(signal.SIGINT, handle)
+    if args.backend == "kube-apiserver":
+        return _run_real(args, names, stop)
     with Server(clusters=names, port=args.port, tls=args.tls, access_log=args.access_log) as server:
         if args.simulate_workloads:
             for name in names:
@@ -38,4 +43,19 @@ def run(args: argparse.Namespace) -> int:
         )
         while not stop.wait(0.5):
             pass
+    return 0
+
+
+def _run_real(args: argparse.Namespace, names: list[str], stop: threading.Event) -> int:
+    from gitmesh.localkube.apiserver import KubeAPIServer  # noqa: PLC0415 - only when chosen
+
+    with KubeAPIServer(clusters=names, access_log=args.access_log) as server:
+        server.write_kubeconfig(args.kubeconfig)
+        ports = ", ".join(f"{n}=127.0.0.1:{c.port}" for n, c in server.clusters.items())
+        print(
+            f"localkube serving {', '.join(names)} on {ports} (kube-apiserver); "
+            f"kubeconfig: {args.kubeconfig}",
+            flush=True,
+        )
+        server.follow_access_log(stop)
     return 0

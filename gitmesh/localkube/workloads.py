@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gitmesh.localkube.store import ApiError, Event, Obj
 
@@ -58,8 +59,16 @@ def simulate(server: Server, name: str, *, delay: float = 0.05) -> None:
     store.on_commit.append(on_commit)
 
 
+class Hosting(Protocol):
+    """What pod functions need of a server: its clusters, each with a store and pod IPs
+    (the emulator's Server and the real backend's KubeAPIServer both)."""
+
+    @property
+    def clusters(self) -> Mapping[str, Any]: ...
+
+
 def add_pod(
-    server: Server,
+    server: Hosting,
     name: str,
     namespace: str,
     pod: str,
@@ -90,11 +99,12 @@ def add_pod(
     )
     obj = store.get(kind, namespace, pod)
     obj["status"] = _pod_status(ip or str(next(cluster.pod_ips)), ready)
-    return store.update(kind, namespace, pod, obj, subresource="status")
+    updated: Obj = store.update(kind, namespace, pod, obj, subresource="status")
+    return updated
 
 
 def set_pod(
-    server: Server,
+    server: Hosting,
     name: str,
     namespace: str,
     pod: str,
@@ -110,7 +120,8 @@ def set_pod(
     obj["status"] = _pod_status(
         ip or status.get("podIP", ""), ready if ready is not None else _is_ready(obj)
     )
-    return store.update(kind, namespace, pod, obj, subresource="status")
+    updated: Obj = store.update(kind, namespace, pod, obj, subresource="status")
+    return updated
 
 
 def _pod_status(ip: str, ready: bool) -> Obj:

@@ -1,9 +1,17 @@
-"""A whole mesh for integration tests: localkube (central + two remotes), the simulated
-Istio central from gitmesh.sandbox, and a real git repository seeded from example-repo."""
+"""A whole mesh for integration tests: three clusters (central + two remotes), the simulated
+Istio central from gitmesh.sandbox, and a real git repository seeded from example-repo.
+
+The clusters come from either backend, by one fixture parameter: the emulator
+(`localkube`), or real kube-apiservers (`kube-apiserver`, binaries from
+$KUBEBUILDER_ASSETS). The real backend is optional locally (skipped, with the reason, when
+$KUBEBUILDER_ASSETS is unset) and required in CI (CI=true: a failure, not a skip). Tests
+that need what only the emulator has (fault injection, outages, history compaction) are
+marked `localkube_only`, and their kube-apiserver variant is not collected."""
 
 from __future__ import annotations
 
-import json
+import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +22,7 @@ import yaml
 
 from gitmesh import cli, sandbox
 from gitmesh.localkube import Server
-from gitmesh.localkube.store import Store
+from gitmesh.localkube.apiserver import ASSETS_ENV, BUILD_SCRIPT, KubeAPIServer
 from tests.gitutil import MeshRemote, git
 
 REMOTES = ("remote-eu", "remoteistio-sample")
@@ -23,7 +31,7 @@ TOKEN = "kubeTOKEN-do-not-leak-7f3a9c"
 
 @dataclass
 class World:
-    server: Server
+    server: Server | KubeAPIServer
     mesh: sandbox.Mesh
     repo: MeshRemote
     tmp: Path
@@ -48,7 +56,7 @@ class World:
     def plan(self, *extra: str) -> int:
         return cli.main(["plan", *self.args, *extra])
 
-    def store(self, cluster: str) -> Store:
+    def store(self, cluster: str) -> Any:
         return self.server.store(cluster)
 
     def get(
@@ -117,13 +125,59 @@ class World:
         change(doc)
         self.repo.commit({f"remotes/{name}.yaml": yaml.safe_dump(doc)}, message)
 
-    def dump(self) -> str:
-        return json.dumps({c: self.store(c).objects.__repr__() for c in self.server.clusters})
+    def delete_namespace(self, cluster: str, name: str, timeout: float = 60.0) -> None:
+        """Delete a namespace and wait until it is gone (on a real cluster the namespace
+        controller empties it first)."""
+        store = self.store(cluster)
+        kind = store.kind("", "v1", "namespaces")
+        store.delete(kind, "", name)
+        deadline = time.monotonic() + timeout
+        while name in self.names(cluster, "namespaces"):
+            assert time.monotonic() < deadline, f"namespace {name} on {cluster} is still there"
+            time.sleep(0.2)
+
+    @property
+    def real(self) -> bool:
+        """Whether the clusters are real kube-apiservers."""
+        return isinstance(self.server, KubeAPIServer)
+
+
+BACKENDS = ("localkube", "kube-apiserver")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The kube-apiserver variant of a `localkube_only` test is not collected."""
+    keep, drop = [], []
+    for item in items:
+        only = item.get_closest_marker("localkube_only") is not None
+        (drop if only and "[kube-apiserver" in item.nodeid else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Which backend the clusters run on."""
+    name = str(request.param)
+    if name == "kube-apiserver" and not os.environ.get(ASSETS_ENV):
+        reason = f"${ASSETS_ENV} is unset: build with `bash {BUILD_SCRIPT}` to run this"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"the real backend is required in CI: {reason}")
+        pytest.skip(reason)
+    return name
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    with Server(clusters=["central", *REMOTES], token=TOKEN) as server:
+def world(tmp_path: Path, backend: str) -> Iterator[World]:
+    clusters = ["central", *REMOTES]
+    server = (
+        Server(clusters=clusters, token=TOKEN)
+        if backend == "localkube"
+        else KubeAPIServer(clusters=clusters, token=TOKEN)
+    )
+    with server:
         mesh = sandbox.start(server, remotes=REMOTES)
+        server.reset_counts()  # the seeding went over HTTP on the real backend
         (tmp_path / "git").mkdir()
         yield World(server, mesh, MeshRemote(tmp_path / "git"), tmp_path)

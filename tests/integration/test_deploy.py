@@ -7,7 +7,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from gitmesh import reconcile, sandbox
+from gitmesh import cli, reconcile, sandbox
 from gitmesh.cluster import Cluster
 from gitmesh.gitrepo import Auth
 from gitmesh.localkube import Server
@@ -214,3 +216,97 @@ def test_dockerfile_is_slim_pinned_and_non_root() -> None:
     assert "USER 65532:65532" in final
     assert "git" in final and not any(tool in final for tool in ("gcc", "build-essential"))
     assert json.loads(final.split("ENTRYPOINT ")[1].splitlines()[0]) == ["gitmesh"]
+
+
+def _apply(world: World, docs: list[dict[str, Any]]) -> None:
+    kubeconfig = world.tmp / "admin.kubeconfig"
+    world.server.write_kubeconfig(kubeconfig, "central")
+    subprocess.run(
+        [str(KUBECTL), "--kubeconfig", str(kubeconfig), "apply", "-f", "-"],
+        input=yaml.safe_dump_all(docs),
+        text=True,
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+
+
+def _service_account_kubeconfig(world: World) -> Path:
+    """A central kubeconfig holding a TokenRequest token of deploy/'s ServiceAccount."""
+    store = world.store("central")
+    answer = store.request(
+        "POST",
+        "/api/v1/namespaces/gitmesh/serviceaccounts/gitmesh/token",
+        {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {"expirationSeconds": 3600},
+        },
+    )
+    config = world.server.kubeconfig("central")
+    config["users"][0]["user"] = {"token": answer["status"]["token"]}
+    path = world.tmp / "gitmesh-sa.kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_least_privilege_is_enforced(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    """On a real apiserver (RBAC on): deploy/'s ServiceAccount can run `reconcile --once`
+    and `gitmesh run`; with one permission removed, the pass fails with a Forbidden
+    message naming the verb and resource."""
+    if not world.real:
+        pytest.skip("RBAC is enforced by kube-apiserver only; localkube authorizes anything")
+    _apply(world, build("run"))
+    kubeconfig = _service_account_kubeconfig(world)
+    args = [
+        "--repo",
+        world.repo.url,
+        "--cache-dir",
+        str(world.tmp / "cache"),
+        "--central-kubeconfig",
+        str(kubeconfig),
+    ]
+    assert cli.main(["reconcile", "--once", *args]) == 0, capsys.readouterr().err
+    assert "forbidden" not in capsys.readouterr().err.lower()
+
+    world.repo.commit({}, "a commit for gitmesh run to see")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gitmesh.cli",
+            "run",
+            *args,
+            "--listen",
+            "127.0.0.1:0",
+            "--interval",
+            "3600",
+            "--resync",
+            "3600",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while world.status_commits() < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, out
+    assert "leadership acquired" in out
+    assert "forbidden" not in out.lower(), out
+
+    role = next(d for d in build("base") if d["kind"] == "Role")
+    role["rules"] = [r for r in role["rules"] if "pods" not in r["resources"]]
+    role["rules"].append({"apiGroups": [""], "resources": ["pods"], "verbs": ["watch"]})
+    _apply(world, [role])
+    capsys.readouterr()
+    assert cli.main(["reconcile", "--once", *args]) == 1
+    status = world.status()["status/remote-eu.yaml"]
+    assert 'cannot list resource "pods"' in status["message"], status

@@ -75,6 +75,7 @@ def test_a_silent_remote_fails_alone_within_the_deadline(world: World) -> None:
     assert world.status_commits() == 1
 
 
+@pytest.mark.localkube_only
 def test_the_remote_deadline_bounds_all_of_a_remotes_work(world: World) -> None:
     """`--remote-timeout` caps a remote's whole share of the pass, however many requests
     it would still make."""
@@ -463,7 +464,7 @@ def test_a_namespace_gitmesh_made_is_kept_while_it_holds_foreign_objects(
     """Pruning a removed remote deletes the namespace gitmesh created only when nothing
     foreign is in it, over every namespaced kind the server serves."""
     store = world.store(EU)
-    store.delete(store.kind("", "v1", "namespaces"), "", NS)
+    world.delete_namespace(EU, NS)
     assert world.reconcile() == 0
     groups = {
         "jobs": ("batch", "v1"),
@@ -659,6 +660,7 @@ def test_a_flapping_pod_makes_few_endpoint_writes_and_ends_exact(
 # -- localkube ---------------------------------------------------------------------------
 
 
+@pytest.mark.localkube_only
 def test_localkube_reads_the_body_before_a_fault_answers(
     world: World, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:

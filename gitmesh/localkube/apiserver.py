@@ -1,0 +1,649 @@
+"""`gitmesh localkube --backend kube-apiserver`: real clusters from real binaries.
+
+One etcd, and per cluster one kube-apiserver (its own `--etcd-prefix`) and one
+kube-controller-manager (namespace lifecycle, garbage collection, the ServiceAccount and
+root-CA publisher controllers), built from source by `tools/build-kube-assets.sh` and found
+through `$KUBEBUILDER_ASSETS` (envtest's convention). RBAC authorization is on; the admin
+kubeconfig authenticates with a static token in `system:masters`; ServiceAccount tokens
+(TokenRequest) work. Everything lives in one temporary directory, removed on stop, and
+every process is ended on stop (SIGTERM, then SIGKILL).
+
+`KubeAPIServer` offers what tests, the sandbox and the CLI use of the emulator's `Server`:
+`kubeconfig`/`write_kubeconfig`/`url`, `store(name)` (a facade speaking the same methods
+over HTTP, so `gitmesh.sandbox` seeds both alike), `add_pod`/`set_pod`, and request
+counts and the `--access-log` JSON lines, derived from kube-apiserver's audit log (only
+clients' requests: the control plane's own are left out). It cannot inject faults or take
+a cluster down; tests that need that run on the emulator only.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import ctypes
+import functools
+import ipaddress
+import itertools
+import json
+import os
+import secrets
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from gitmesh.errors import GitmeshError
+from gitmesh.localkube import tlsgen, workloads
+from gitmesh.localkube.store import ApiError
+
+ASSETS_ENV = "KUBEBUILDER_ASSETS"
+PR_SET_PDEATHSIG = 1
+BUILD_SCRIPT = "tools/build-kube-assets.sh"
+BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager")
+START_TIMEOUT = 90.0
+STOP_GRACE = 1.0  # for all processes together; then SIGKILL (the data dir is ours alone)
+DEFAULT_SA = "/api/v1/namespaces/default/serviceaccounts/default"
+CONTROLLERS = (
+    "namespace-controller",
+    "garbage-collector-controller",
+    "serviceaccount-controller",
+    "root-ca-certificate-publisher-controller",
+)
+# The control plane's own users: their requests are not a client's and are not counted.
+_CONTROL_PLANE = ("system:apiserver", "system:kube-controller-manager")
+_METHODS = {
+    "get": "GET",
+    "list": "GET",
+    "watch": "GET",
+    "create": "POST",
+    "update": "PUT",
+    "patch": "PATCH",
+    "delete": "DELETE",
+    "deletecollection": "DELETE",
+}
+
+
+class AssetsMissing(GitmeshError):
+    """The kube-apiserver binaries are not where `$KUBEBUILDER_ASSETS` says."""
+
+
+def assets_dir(explicit: Path | None = None) -> Path:
+    """The directory holding the binaries, or a clear error naming the build script."""
+    raw = explicit or (Path(os.environ[ASSETS_ENV]) if os.environ.get(ASSETS_ENV) else None)
+    if raw is None:
+        raise AssetsMissing(
+            f"${ASSETS_ENV} is not set: build the binaries with `bash {BUILD_SCRIPT}` and "
+            f"export {ASSETS_ENV}=<the directory it prints>"
+        )
+    missing = [b for b in BINARIES if not (raw / b).is_file()]
+    if missing:
+        raise AssetsMissing(
+            f"{raw} lacks {', '.join(missing)}: run `bash {BUILD_SCRIPT}` and point "
+            f"{ASSETS_ENV} at the directory it prints"
+        )
+    return raw
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass(frozen=True, slots=True)
+class Kind:
+    """A resource of the real server, as the emulator's `Kind` names it."""
+
+    group: str
+    version: str
+    resource: str
+    kind: str
+    namespaced: bool
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """Same role as the emulator's Kind.key."""
+        return (self.group, self.resource)
+
+    def path(self, namespace: str = "", name: str = "", subresource: str = "") -> str:
+        """The REST path."""
+        base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+        if self.namespaced and namespace:
+            base += f"/namespaces/{namespace}"
+        base += f"/{self.resource}"
+        if name:
+            base += f"/{name}"
+        if subresource:
+            base += f"/{subresource}"
+        return base
+
+
+class ApiStore:
+    """The emulator's `Store` methods, spoken to a real kube-apiserver over HTTPS."""
+
+    def __init__(self, url: str, token: str, ca_pem: bytes) -> None:
+        self.url = url
+        self.token = token
+        self.context = ssl.create_default_context(cadata=ca_pem.decode())
+        self._kinds: dict[tuple[str, str, str], Kind] = {}
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        content_type: str = "application/json",
+        query: dict[str, str] | None = None,
+        raw: bool = False,
+    ) -> Any:
+        """One request; a Status answer raises the emulator's ApiError."""
+        url = self.url + path + (("?" + urllib.parse.urlencode(query)) if query else "")
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - https only
+        req.add_header("Authorization", f"Bearer {self.token}")
+        req.add_header("Accept", "application/json")
+        if data is not None:
+            req.add_header("Content-Type", content_type)
+        try:
+            with urllib.request.urlopen(req, context=self.context, timeout=30) as resp:  # noqa: S310
+                data_in = resp.read()
+        except urllib.error.HTTPError as e:
+            try:
+                status = json.loads(e.read())
+            except ValueError:
+                status = {}
+            raise ApiError(
+                e.code,
+                str(status.get("reason", "")),
+                str(status.get("message", e.reason)),
+                status.get("details"),
+            ) from None
+        if raw:
+            return data_in
+        return json.loads(data_in) if data_in else None
+
+    def kind(self, group: str, version: str, resource: str) -> Any:
+        """The resource, from discovery (cached)."""
+        key = (group, version, resource)
+        if key not in self._kinds:
+            path = f"/apis/{group}/{version}" if group else f"/api/{version}"
+            for r in self.request("GET", path)["resources"]:
+                if "/" not in r["name"]:
+                    self._kinds[(group, version, r["name"])] = Kind(
+                        group, version, r["name"], r["kind"], r["namespaced"]
+                    )
+        return self._kinds[key]
+
+    def get(self, kind: Any, namespace: str, name: str) -> dict[str, Any]:
+        """GET one object."""
+        obj: dict[str, Any] = self.request("GET", kind.path(namespace, name))
+        return obj
+
+    def list(
+        self, kind: Any, namespace: str = "", *, label_selector: str = "", **_: Any
+    ) -> dict[str, Any]:
+        """LIST, as {"items": [...]} (each item with apiVersion and kind filled in)."""
+        query = {"labelSelector": label_selector} if label_selector else None
+        out: dict[str, Any] = self.request("GET", kind.path(namespace), query=query)
+        api_version = f"{kind.group}/{kind.version}" if kind.group else kind.version
+        for item in out.get("items") or []:
+            item.setdefault("apiVersion", api_version)
+            item.setdefault("kind", kind.kind)
+        return out
+
+    def create(self, kind: Any, namespace: str, body: Any, *, dry_run: bool = False) -> Any:
+        """POST."""
+        return self.request(
+            "POST", kind.path(namespace), body, query={"dryRun": "All"} if dry_run else None
+        )
+
+    def update(
+        self, kind: Any, namespace: str, name: str, body: Any, *, subresource: str = "", **_: Any
+    ) -> Any:
+        """PUT (the object, or a subresource)."""
+        return self.request("PUT", kind.path(namespace, name, subresource), body)
+
+    def patch(
+        self,
+        kind: Any,
+        namespace: str,
+        name: str,
+        content_type: str,
+        body: Any,
+        *,
+        subresource: str = "",
+        **_: Any,
+    ) -> Any:
+        """PATCH with the given content type."""
+        return self.request(
+            "PATCH", kind.path(namespace, name, subresource), body, content_type=content_type
+        )
+
+    def delete(self, kind: Any, namespace: str, name: str, **_: Any) -> Any:
+        """DELETE."""
+        return self.request("DELETE", kind.path(namespace, name))
+
+
+@dataclass(slots=True)
+class _Cluster:
+    name: str
+    port: int
+    store: ApiStore
+    audit: Path
+    pod_ips: Iterator[ipaddress.IPv4Address | ipaddress.IPv6Address]
+    audit_offset: int = 0
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+
+class KubeAPIServer:
+    """Real clusters: etcd, kube-apiserver and kube-controller-manager per cluster.
+
+    >>> with KubeAPIServer(clusters=["central", "west"]) as kube:
+    ...     config = kube.kubeconfig("west")
+    """
+
+    tls = True
+
+    def __init__(
+        self,
+        clusters: list[str] | tuple[str, ...] = ("local",),
+        *,
+        access_log: Path | None = None,
+        token: str | None = None,
+        assets: Path | None = None,
+        controllers: bool = True,
+        pod_cidr: str = "10.24.0.0/16",
+    ) -> None:
+        self.assets = assets_dir(assets)
+        self.names = list(clusters)
+        self.token = token or secrets.token_urlsafe(24)
+        self.controllers = controllers
+        self.pod_cidr = pod_cidr
+        self.clusters: dict[str, _Cluster] = {}
+        self._requests: Counter[tuple[str, str, str, int]] = Counter()
+        self._access_log = access_log.open("a", encoding="utf-8") if access_log else None
+        self._lock = threading.Lock()
+        self._tmp = tempfile.TemporaryDirectory(prefix="kube-apiserver-")
+        self.dir = Path(self._tmp.name)
+        self._etcd: subprocess.Popen[bytes] | None = None
+        self._logs: dict[int, Path] = {}
+        self.tls_material = tlsgen.generate(("127.0.0.1", "localhost"))
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def __enter__(self) -> KubeAPIServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+        log = self.dir / f"{name}.log"
+        # A process group of its own: stop() ends it and whatever it started.
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                args,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                cwd=self.dir,
+                preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl, async-signal-safe
+            )
+        self._logs[proc.pid] = log
+        return proc
+
+    def start(self) -> None:
+        """Start etcd and every cluster; returns once each serves and is ready."""
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> None:
+        d = self.dir
+        (d / "tls.crt").write_bytes(self.tls_material.cert_pem + self.tls_material.ca_pem)
+        (d / "tls.key").write_bytes(self.tls_material.key_pem)
+        (d / "ca.crt").write_bytes(self.tls_material.ca_pem)
+        sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        (d / "sa.key").write_bytes(
+            sa_key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        kcm_token = secrets.token_urlsafe(24)
+        (d / "tokens.csv").write_text(
+            f'{self.token},admin,admin,"system:masters"\n'
+            f"{kcm_token},system:kube-controller-manager,kcm\n"
+        )
+        (d / "audit-policy.yaml").write_text(
+            "apiVersion: audit.k8s.io/v1\nkind: Policy\n"
+            "omitStages: [RequestReceived, ResponseStarted]\nrules:\n- level: Metadata\n"
+        )
+        etcd_port, peer_port = _free_port(), _free_port()
+        etcd_url = f"http://127.0.0.1:{etcd_port}"
+        self._etcd = self._spawn(
+            "etcd",
+            [
+                str(self.assets / "etcd"),
+                "--data-dir", str(d / "etcd"),
+                "--listen-client-urls", etcd_url,
+                "--advertise-client-urls", etcd_url,
+                "--listen-peer-urls", f"http://127.0.0.1:{peer_port}",
+                "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer_port}",
+                "--initial-cluster", f"default=http://127.0.0.1:{peer_port}",
+                "--unsafe-no-fsync",
+                "--log-level", "warn",
+            ],
+        )  # fmt: skip
+        self._wait(lambda: _http_ok(f"{etcd_url}/health"), "etcd", self._etcd)
+        network = ipaddress.ip_network(self.pod_cidr)
+        for name in self.names:
+            port = _free_port()
+            audit = d / f"{name}-audit.log"
+            proc = self._spawn(
+                f"{name}-kube-apiserver",
+                [
+                    str(self.assets / "kube-apiserver"),
+                    "--etcd-servers", etcd_url,
+                    "--etcd-prefix", f"/registry-{name}",
+                    "--bind-address", "127.0.0.1",
+                    "--secure-port", str(port),
+                    "--tls-cert-file", str(d / "tls.crt"),
+                    "--tls-private-key-file", str(d / "tls.key"),
+                    "--cert-dir", str(d / f"{name}-certs"),
+                    "--token-auth-file", str(d / "tokens.csv"),
+                    "--authorization-mode", "RBAC",
+                    "--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
+                    "--service-account-key-file", str(d / "sa.key"),
+                    "--service-account-signing-key-file", str(d / "sa.key"),
+                    "--service-cluster-ip-range", "10.0.0.0/16",
+                    "--audit-policy-file", str(d / "audit-policy.yaml"),
+                    "--audit-log-path", str(audit),
+                    "--audit-log-mode", "blocking",
+                    "--audit-log-format", "json",
+                    # Only written into the `kubernetes` Endpoints, which may not be loopback;
+                    # nothing connects to it (TEST-NET-1, RFC 5737).
+                    "--advertise-address", "192.0.2.10",
+                    "--allow-privileged",
+                ],
+            )  # fmt: skip
+            url = f"https://127.0.0.1:{port}"
+            store = ApiStore(url, self.token, self.tls_material.ca_pem)
+            cluster = _Cluster(
+                name, port, store, audit, itertools.islice(network.hosts(), 1, None), 0, [proc]
+            )
+            self.clusters[name] = cluster
+        for cluster in self.clusters.values():
+            self._wait(
+                functools.partial(_ready, cluster.store),
+                f"kube-apiserver of {cluster.name}",
+                cluster.processes[0],
+            )
+            if self.controllers:
+                self._start_controllers(cluster, kcm_token)
+        for cluster in self.clusters.values() if self.controllers else ():
+            # Namespaces usable as on a cluster: the default ServiceAccount is there.
+            self._wait(
+                functools.partial(_exists, cluster.store, DEFAULT_SA),
+                f"the default ServiceAccount of {cluster.name}",
+                cluster.processes[-1],
+            )
+        self.reset_counts()
+
+    def _wait(self, check: Any, what: str, proc: subprocess.Popen[bytes]) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise GitmeshError(
+                    f"{what} exited with {proc.returncode} while starting: {self._tail(proc)}"
+                )
+            if check():
+                return
+            time.sleep(0.2)
+        raise GitmeshError(f"{what} was not ready after {START_TIMEOUT:g}s: {self._tail(proc)}")
+
+    def _tail(self, proc: subprocess.Popen[bytes]) -> str:
+        """The last lines a process logged."""
+        with contextlib.suppress(OSError, KeyError):
+            lines = self._logs[proc.pid].read_text(errors="replace").splitlines()
+            return " | ".join(lines[-5:])[-1500:]
+        return ""
+
+    def _start_controllers(self, cluster: _Cluster, token: str) -> None:
+        kubeconfig = self.dir / f"{cluster.name}-kcm.kubeconfig"
+        config = self.kubeconfig(cluster.name)
+        config["users"][0]["user"] = {"token": token}
+        kubeconfig.write_text(yaml.safe_dump(config))
+        args = [
+            str(self.assets / "kube-controller-manager"),
+            f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
+            "--leader-elect=false",
+            "--secure-port=0",
+            f"--controllers={','.join(CONTROLLERS)}",
+            f"--root-ca-file={self.dir / 'ca.crt'}",
+            f"--service-account-private-key-file={self.dir / 'sa.key'}",
+            "--use-service-account-credentials=false",
+        ]
+        cluster.processes.append(self._spawn(f"{cluster.name}-kube-controller-manager", args))
+
+    def stop(self) -> None:
+        """End every process (and its group) and remove the temporary directory."""
+        procs = [p for c in self.clusters.values() for p in reversed(c.processes)]
+        if self._etcd is not None:
+            procs.append(self._etcd)
+        for proc in procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE
+        for proc in procs:
+            try:
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        if self._access_log:
+            self._access_log.close()
+            self._access_log = None
+        self._tmp.cleanup()
+
+    # -- clients -------------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        """The first cluster's port (each cluster has its own)."""
+        return next(iter(self.clusters.values())).port
+
+    def url(self, name: str) -> str:
+        """The server URL of cluster `name`."""
+        return f"https://127.0.0.1:{self.clusters[name].port}"
+
+    def kubeconfig(self, name: str | None = None, *, namespace: str = "default") -> dict[str, Any]:
+        """An admin kubeconfig for cluster `name`, or one with a context per cluster."""
+        names = [name] if name else self.names
+        ca = base64.b64encode(self.tls_material.ca_pem).decode()
+        return {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "preferences": {},
+            "clusters": [
+                {"name": n, "cluster": {"server": self.url(n), "certificate-authority-data": ca}}
+                for n in names
+            ],
+            "users": [{"name": n, "user": {"token": self.token}} for n in names],
+            "contexts": [
+                {"name": n, "context": {"cluster": n, "user": n, "namespace": namespace}}
+                for n in names
+            ],
+            "current-context": names[0],
+        }
+
+    def write_kubeconfig(self, path: Path, name: str | None = None) -> Path:
+        """Write `kubeconfig(name)` as YAML, mode 0600."""
+        path.write_text(yaml.safe_dump(self.kubeconfig(name), sort_keys=False), encoding="utf-8")
+        path.chmod(0o600)
+        return path
+
+    def store(self, name: str) -> ApiStore:
+        """The store-like facade of cluster `name`."""
+        return self.clusters[name].store
+
+    add_pod = workloads.add_pod
+    set_pod = workloads.set_pod
+
+    def simulate_workloads(self, name: str, *, delay: float = 0.05) -> None:
+        """Nothing to simulate: no kubelet runs, and gitmesh does not wait for workloads."""
+
+    # -- counts and the access log -------------------------------------------------------
+
+    def _drain(self) -> None:
+        """Fold audit events written since the last call into the counts and the log."""
+        for cluster in self.clusters.values():
+            if not cluster.audit.exists():
+                continue
+            with cluster.audit.open("rb") as f:
+                f.seek(cluster.audit_offset)
+                data = f.read()
+            end = data.rfind(b"\n") + 1
+            cluster.audit_offset += end
+            for line in data[:end].splitlines():
+                self._record(cluster.name, json.loads(line))
+
+    def _record(self, cluster: str, event: dict[str, Any]) -> None:
+        user = (event.get("user") or {}).get("username", "")
+        if user in _CONTROL_PLANE or user.startswith("system:serviceaccount:kube-system:"):
+            return
+        verb = event.get("verb", "")
+        ref = event.get("objectRef") or {}
+        resource = ref.get("resource", "") or "discovery"
+        code = int((event.get("responseStatus") or {}).get("code", 0))
+        self._requests[(cluster, verb, resource, code)] += 1
+        if self._access_log:
+            uri = urllib.parse.urlsplit(event.get("requestURI", ""))
+            started = _timestamp(event.get("requestReceivedTimestamp", ""))
+            done = _timestamp(event.get("stageTimestamp", ""))
+            self._access_log.write(
+                json.dumps(
+                    {
+                        "method": _METHODS.get(verb, verb.upper()),
+                        "path": uri.path,
+                        "query": uri.query,
+                        "status": code,
+                        "ms": round((done - started) * 1000, 3),
+                        "cluster": cluster,
+                        "verb": verb,
+                        "resource": resource,
+                        "time": round(done, 6),
+                    }
+                )
+                + "\n"
+            )
+            self._access_log.flush()
+
+    @property
+    def requests(self) -> Counter[tuple[str, str, str, int]]:
+        """Client requests by (cluster, verb, resource, code), as the emulator counts."""
+        with self._lock:
+            self._drain()
+            return Counter(self._requests)
+
+    def count(
+        self,
+        *,
+        cluster: str | None = None,
+        verb: str | None = None,
+        resource: str | None = None,
+        code: int | None = None,
+    ) -> int:
+        """How many client requests matched (None matches anything)."""
+        with self._lock:
+            self._drain()
+            return sum(
+                n
+                for (c, v, r, s), n in self._requests.items()
+                if (cluster is None or c == cluster)
+                and (verb is None or v == verb)
+                and (resource is None or r == resource)
+                and (code is None or s == code)
+            )
+
+    def reset_counts(self) -> None:
+        """Forget the request counts."""
+        with self._lock:
+            self._drain()
+            self._requests.clear()
+
+    def set_access_log(self, path: Path | None) -> None:
+        """Append one JSON line per client request to `path` from now on."""
+        with self._lock:
+            self._drain()
+            if self._access_log:
+                self._access_log.close()
+            self._access_log = path.open("a", encoding="utf-8") if path else None
+
+    def follow_access_log(self, stop: threading.Event, interval: float = 0.2) -> None:
+        """Keep the access log current until `stop` (for `gitmesh localkube`)."""
+        while not stop.wait(interval):
+            with self._lock:
+                self._drain()
+
+
+def _die_with_parent() -> None:
+    """In the child: be sent SIGKILL when the process that started it dies, so a test
+    run killed outright leaves no kube-apiserver or etcd behind (Linux prctl)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _timestamp(text: str) -> float:
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - loopback etcd
+            return bool(resp.status == 200)
+    except (OSError, ValueError):
+        return False
+
+
+def _ready(store: ApiStore) -> bool:
+    try:
+        store.request("GET", "/readyz", raw=True)
+    except (ApiError, OSError, ValueError):
+        return False
+    return True
+
+
+def _exists(store: ApiStore, path: str) -> bool:
+    try:
+        store.request("GET", path)
+    except (ApiError, OSError, ValueError):
+        return False
+    return True
