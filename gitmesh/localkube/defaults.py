@@ -9,6 +9,7 @@ our clients can trip over; it is not kube's full validation (see the package doc
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import ipaddress
 import re
@@ -103,6 +104,13 @@ def apply(kind: Kind, obj: dict[str, Any], *, allocate_ip: Any) -> None:
     elif k == "Secret":
         if not obj.get("type"):  # kube defaults an empty type too
             obj["type"] = "Opaque"
+        # stringData is write-only: folded into data (base64), winning over data's keys.
+        string_data = obj.pop("stringData", None)
+        if isinstance(string_data, dict) and string_data:
+            data: dict[str, Any] = obj["data"] if isinstance(obj.get("data"), dict) else {}
+            for key, value in string_data.items():
+                data[key] = base64.b64encode(str(value).encode()).decode()
+            obj["data"] = data
     elif k == "Deployment" and isinstance(spec, dict):
         spec.setdefault("replicas", 1)
         spec.setdefault("revisionHistoryLimit", 10)

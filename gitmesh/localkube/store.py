@@ -66,9 +66,8 @@ class ApiError(Exception):
             "message": self.message,
             "reason": self.reason,
             "code": self.code,
+            "details": self.details,  # kube sends it always, {} when it has nothing
         }
-        if self.details:
-            body["details"] = self.details
         return body
 
 

@@ -106,7 +106,8 @@ def table(kind: Kind, items: list[Obj], meta: Obj) -> Obj:
     return {
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",
-        "metadata": {"resourceVersion": meta.get("resourceVersion", "")},
+        "metadata": {k: v for k, v in meta.items() if k in ("resourceVersion", "continue") and v}
+        or {"resourceVersion": ""},
         "columnDefinitions": columns,
         "rows": rows,
     }
