@@ -65,8 +65,9 @@ CONTROLLERS = (
     "serviceaccount-controller",
     "root-ca-certificate-publisher-controller",
 )
-# The control plane's own users: their requests are not a client's and are not counted.
-_CONTROL_PLANE = ("system:apiserver", "system:kube-controller-manager")
+SEED_USER = "localkube:seed"
+# The control plane's own users and the store facade's: not a client's, not counted.
+_CONTROL_PLANE = ("system:apiserver", "system:kube-controller-manager", SEED_USER)
 _METHODS = {
     "get": "GET",
     "list": "GET",
@@ -284,6 +285,9 @@ class KubeAPIServer:
         self.dir = Path(self._tmp.name)
         self._etcd: subprocess.Popen[bytes] | None = None
         self._logs: dict[int, Path] = {}
+        # The store facade acts as its own user, left out of the counts: on the emulator,
+        # store calls are not requests either.
+        self._seed_token = secrets.token_urlsafe(24)
         self.tls_material = tlsgen.generate(("127.0.0.1", "localhost"))
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -334,11 +338,12 @@ class KubeAPIServer:
         kcm_token = secrets.token_urlsafe(24)
         (d / "tokens.csv").write_text(
             f'{self.token},admin,admin,"system:masters"\n'
+            f'{self._seed_token},{SEED_USER},seed,"system:masters"\n'
             f"{kcm_token},system:kube-controller-manager,kcm\n"
         )
         (d / "audit-policy.yaml").write_text(
             "apiVersion: audit.k8s.io/v1\nkind: Policy\n"
-            "omitStages: [RequestReceived, ResponseStarted]\nrules:\n- level: Metadata\n"
+            "omitStages: [RequestReceived]\nrules:\n- level: Metadata\n"
         )
         etcd_port, peer_port = _free_port(), _free_port()
         etcd_url = f"http://127.0.0.1:{etcd_port}"
@@ -389,7 +394,7 @@ class KubeAPIServer:
                 ],
             )  # fmt: skip
             url = f"https://127.0.0.1:{port}"
-            store = ApiStore(url, self.token, self.tls_material.ca_pem)
+            store = ApiStore(url, self._seed_token, self.tls_material.ca_pem)
             cluster = _Cluster(
                 name, port, store, audit, itertools.islice(network.hosts(), 1, None), 0, [proc]
             )
@@ -445,7 +450,9 @@ class KubeAPIServer:
             f"--controllers={','.join(CONTROLLERS)}",
             f"--root-ca-file={self.dir / 'ca.crt'}",
             f"--service-account-private-key-file={self.dir / 'sa.key'}",
-            "--use-service-account-credentials=false",
+            # Each controller under its own ServiceAccount, as on real clusters: the
+            # namespace controller needs the rights of its own ClusterRole.
+            "--use-service-account-credentials=true",
         ]
         cluster.processes.append(self._spawn(f"{cluster.name}-kube-controller-manager", args))
 
@@ -537,6 +544,10 @@ class KubeAPIServer:
         if user in _CONTROL_PLANE or user.startswith("system:serviceaccount:kube-system:"):
             return
         verb = event.get("verb", "")
+        # A watch is counted when it starts streaming (ResponseStarted), as the emulator
+        # counts it; everything else when it completes.
+        if (event.get("stage") == "ResponseStarted") != (verb == "watch"):
+            return
         ref = event.get("objectRef") or {}
         resource = ref.get("resource", "") or "discovery"
         code = int((event.get("responseStatus") or {}).get("code", 0))

@@ -48,8 +48,9 @@ WRITES = ("create", "update", "patch", "delete", "deletecollection")
 class Emulator:
     """tests.bench.emulator in a subprocess, and its access log."""
 
-    def __init__(self, remotes: int, workdir: Path) -> None:
+    def __init__(self, remotes: int, workdir: Path, backend: str = "localkube") -> None:
         self.dir = workdir
+        self.backend = backend
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -59,6 +60,8 @@ class Emulator:
                 str(remotes),
                 "--dir",
                 str(workdir),
+                "--backend",
+                backend,
             ],
             stdout=subprocess.PIPE,
             text=True,
@@ -74,6 +77,8 @@ class Emulator:
         return self.log.stat().st_size
 
     def since(self, offset: int) -> list[dict[str, Any]]:
+        if self.backend != "localkube":
+            time.sleep(0.5)  # the access log follows kube-apiserver's audit log
         with self.log.open("rb") as f:
             f.seek(offset)
             return [json.loads(line) for line in f.read().splitlines() if line.strip()]
@@ -86,8 +91,8 @@ class Emulator:
 
 
 @contextmanager
-def emulator(remotes: int, workdir: Path) -> Iterator[Emulator]:
-    emu = Emulator(remotes, workdir)
+def emulator(remotes: int, workdir: Path, backend: str = "localkube") -> Iterator[Emulator]:
+    emu = Emulator(remotes, workdir, backend)
     try:
         yield emu
     finally:
@@ -141,15 +146,15 @@ def gitmesh_reconcile(emu: Emulator, repo: Bare, cache: Path) -> list[str]:
     ]
 
 
-def bench_passes(sizes: list[int], tmp: Path) -> list[dict[str, Any]]:
+def bench_passes(sizes: list[int], tmp: Path, backend: str = "localkube") -> list[dict[str, Any]]:
     rows = []
     for size in sizes:
-        work = tmp / f"passes-{size}"
+        work = tmp / f"passes-{backend}-{size}"
         names = remote_names(size)
-        with emulator(size, work) as emu:
+        with emulator(size, work, backend) as emu:
             repo = mesh_repo(work / "mesh.git", names)
             cmd = gitmesh_reconcile(emu, repo, work / "cache")
-            row: dict[str, Any] = {"remotes": size}
+            row: dict[str, Any] = {"remotes": size, "backend": backend}
             for phase in ("initial", "noop"):
                 offset = emu.offset()
                 seconds, rss, code = run_cli(cmd)
@@ -476,15 +481,16 @@ def table(results: dict[str, Any]) -> str:
     out = []
     if "passes" in results:
         out.append(
-            "| remotes | initial pass | no-op pass | requests/remote, initial | "
+            "| backend | remotes | initial pass | no-op pass | requests/remote, initial | "
             "requests/remote, no-op | peak RSS |"
         )
-        out.append("|---:|---:|---:|---|---|---:|")
+        out.append("|---|---:|---:|---:|---|---|---:|")
         for row in results["passes"]:
             i, n = row["initial"], row["noop"]
             fmt = lambda d: ", ".join(f"{k} {v:g}" for k, v in d.items())  # noqa: E731
             out.append(
-                f"| {row['remotes']} | {i['seconds']} s | {n['seconds']} s | "
+                f"| {row.get('backend', 'localkube')} | {row['remotes']} | {i['seconds']} s | "
+                f"{n['seconds']} s | "
                 f"{fmt(i['requests_per_remote'])} | {fmt(n['requests_per_remote'])} | "
                 f"{max(i['peak_rss_mib'], n['peak_rss_mib']):.0f} MiB |"
             )
@@ -539,6 +545,11 @@ def main() -> int:
     p.add_argument("--git-remotes", type=int, default=1000)
     p.add_argument("--only", default="passes,endpoints,kubectl,git,localkube")
     p.add_argument("--json", type=Path, default=Path("bench-results.json"))
+    p.add_argument(
+        "--backend",
+        default="localkube",
+        help="for the passes: localkube, kube-apiserver, or both as localkube,kube-apiserver",
+    )
     args = p.parse_args()
     only = set(args.only.split(","))
     results: dict[str, Any] = {
@@ -561,7 +572,12 @@ def main() -> int:
             )
             print("  endpoints done", flush=True)
         if "passes" in only:
-            results["passes"] = bench_passes([int(s) for s in args.sizes.split(",")], tmp)
+            sizes = [int(s) for s in args.sizes.split(",")]
+            results["passes"] = [
+                row
+                for backend in args.backend.split(",")
+                for row in bench_passes(sizes, tmp, backend)
+            ]
     results["goals"] = {text: check(results) for text, check in GOALS}
     args.json.write_text(json.dumps(results, indent=2))
     print(table(results))

@@ -1,6 +1,7 @@
-"""The emulator side of the benchmarks, in a process of its own: localkube with a central
-cluster running simulated Istio and N remotes, an access log, and kubeconfigs in a
-directory. Serves until SIGTERM.
+"""The cluster side of the benchmarks, in a process of its own: a central cluster running
+simulated Istio and N remotes, an access log, and kubeconfigs in a directory; on the
+emulator (default) or on real kube-apiservers (`--backend kube-apiserver`, one per
+cluster, binaries from $KUBEBUILDER_ASSETS). Serves until SIGTERM.
 
     python -m tests.bench.emulator --remotes 100 --dir /tmp/bench
 """
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from gitmesh import sandbox
 from gitmesh.localkube import Server
+from gitmesh.localkube.apiserver import KubeAPIServer
 
 
 def remote_names(n: int, prefix: str = "remote") -> list[str]:
@@ -27,19 +29,29 @@ def main() -> int:
     p.add_argument("--dir", type=Path, required=True)
     p.add_argument("--prefix", default="remote")
     p.add_argument("--pods", type=int, default=2, help="pods per central Istio service")
+    p.add_argument("--backend", choices=["localkube", "kube-apiserver"], default="localkube")
     args = p.parse_args()
     args.dir.mkdir(parents=True, exist_ok=True)
     remotes = remote_names(args.remotes, args.prefix)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with Server(
-        clusters=["central", *remotes], access_log=args.dir / "access.jsonl", history=200_000
-    ) as server:
+    log = args.dir / "access.jsonl"
+    clusters = ["central", *remotes]
+    server = (
+        Server(clusters=clusters, access_log=log, history=200_000)
+        if args.backend == "localkube"
+        else KubeAPIServer(clusters=clusters, access_log=log, controllers=False)
+    )
+    with server:
         sandbox.start(server, remotes=remotes, pods_per_service=args.pods)
+        server.reset_counts()
         server.write_kubeconfig(args.dir / "central.kubeconfig", "central")
         server.write_kubeconfig(args.dir / "all.kubeconfig")
         print("ready", flush=True)
-        stop.wait()
+        if isinstance(server, KubeAPIServer):
+            server.follow_access_log(stop, interval=0.1)
+        else:
+            stop.wait()
     return 0
 
 

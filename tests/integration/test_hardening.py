@@ -487,7 +487,12 @@ def test_a_namespace_gitmesh_made_is_kept_while_it_holds_foreign_objects(
     world.repo.commit({f"remotes/{EU}.yaml": None}, "remote-eu leaves")
     assert world.reconcile() == 0
     assert world.names(EU, "deployments", NS, group="apps") == []
-    assert (NS in world.names(EU, "namespaces")) == (foreign is not None)
+    # On a real cluster a deleted namespace is Terminating while it empties.
+    kept = (
+        NS in world.names(EU, "namespaces")
+        and "deletionTimestamp" not in (world.get(EU, "namespaces", "", NS)["metadata"])
+    )
+    assert kept == (foreign is not None)
 
 
 def test_prune_survives_a_deleted_status_branch(world: World) -> None:
@@ -534,6 +539,7 @@ def http_server(world: World, tmp_path: Path) -> Any:
 
 
 @pytest.mark.parametrize(("length", "code"), [("abc", 400), ("-1", 400), (str(10 << 20), 413)])
+@pytest.mark.localkube_only  # touches no cluster: one backend is enough
 def test_the_webhook_refuses_bad_content_length_at_once(
     http_server: Any, length: str, code: int
 ) -> None:
@@ -545,13 +551,14 @@ def test_the_webhook_refuses_bad_content_length_at_once(
     assert conn.getresponse().status == code
 
 
+@pytest.mark.localkube_only  # touches no cluster: one backend is enough
 def test_slow_clients_hold_a_bounded_number_of_threads(http_server: Any) -> None:
-    """100 clients that connect and send nothing: threads stay bounded, they are timed
+    """40 clients that connect and send nothing: threads stay bounded, they are timed
     out, and the server answers again afterwards."""
     before = threading.active_count()
     import socket
 
-    socks = [socket.create_connection(http_server.server_address) for _ in range(100)]
+    socks = [socket.create_connection(http_server.server_address) for _ in range(40)]
     time.sleep(0.5)
     assert threading.active_count() - before <= 5
     for s in socks:
@@ -581,6 +588,7 @@ def test_a_url_password_never_reaches_a_command_line(
     assert "alice" not in text
 
 
+@pytest.mark.localkube_only  # touches no cluster: one backend is enough
 def test_processes_sharing_a_cache_take_turns_and_stale_locks_go(
     world: World, tmp_path: Path
 ) -> None:

@@ -262,6 +262,7 @@ def test_git_webhook_triggers_a_poll(world: World, procs: list[Proc]) -> None:
     assert p.stop() == 0
 
 
+@pytest.mark.localkube_only
 class TestWatchRecovery:
     """EndpointSync against localkube faults: no update is lost."""
 
