@@ -562,6 +562,13 @@ def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--workdir", help="keep the demo's git repositories here")
     p.add_argument("--verbose", action="store_true", help="show gitmesh's log lines")
+    p.add_argument(
+        "--backend",
+        choices=["localkube", "kube-apiserver"],
+        default="localkube",
+        help="the clusters: the emulator (default), or real kube-apiservers from "
+        "$KUBEBUILDER_ASSETS",
+    )
 
     def run(args: argparse.Namespace) -> int:
         from gitmesh import demo

@@ -28,6 +28,7 @@ from gitmesh.cluster import Cluster
 from gitmesh.endpointsync import EndpointSync
 from gitmesh.gitrepo import Bare
 from gitmesh.localkube import Server
+from gitmesh.localkube.apiserver import KubeAPIServer
 from gitmesh.source import Source
 from gitmesh.statusbranch import StatusBranch
 
@@ -49,7 +50,9 @@ def example_files() -> dict[str, bytes]:
 class Demo:
     """The demo's state and its printer."""
 
-    def __init__(self, kube: Server, workdir: Path, out: Callable[[str], None]) -> None:
+    def __init__(
+        self, kube: Server | KubeAPIServer, workdir: Path, out: Callable[[str], None]
+    ) -> None:
         self.kube = kube
         self.workdir = workdir
         self.out = out
@@ -144,13 +147,20 @@ class Demo:
         return result
 
 
+def _clusters(backend: str) -> Server | KubeAPIServer:
+    """The demo's clusters: the emulator, or real kube-apiservers from $KUBEBUILDER_ASSETS."""
+    if backend == "kube-apiserver":
+        return KubeAPIServer(clusters=[CENTRAL, *REMOTES])
+    return Server(clusters=[CENTRAL, *REMOTES])
+
+
 def run(args: argparse.Namespace) -> int:
     """Play the seed's story; exit 0 when every step checked out."""
     logs.setup(fmt="text", level="warning" if not args.verbose else "info")
     out = print
     with (
         tempfile.TemporaryDirectory(prefix="gitmesh-demo-") as tmp,
-        Server(clusters=[CENTRAL, *REMOTES]) as kube,
+        _clusters(args.backend) as kube,
     ):
         workdir = Path(args.workdir) if args.workdir else Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)

@@ -127,6 +127,8 @@ class EndpointSync:
                     if self._stop.is_set():
                         return
             except errors.ClusterError as e:
+                if self._stop.is_set():
+                    return  # the stream broke because we are stopping: nothing to report
                 if e.status == 410:
                     log.info("central pod watch expired; relisting", extra={"error": str(e)})
                     need_list = True

@@ -449,7 +449,7 @@ def reconcile_remote(
         log.info("remote status updated", extra={**ctx, "status": "ReconcileFailed"})
         return RemoteResult(RemoteReport(name, "ReconcileFailed", message=message, error=message))
     if failure is not None:
-        failure = _failed(name, errors.GitmeshError(failure), config)
+        failure = errors.one_line(failure, kubeconfigs.secrets(config) if config else ())
         log.info("remote status updated", extra={**ctx, "status": "ReconcileFailed"})
         # The snapshot says what the remote has: only when its Endpoints were applied.
         applied = any(r.name == "services" and r.state == "Ready" for r in reports)

@@ -6,7 +6,8 @@ The clusters come from either backend, by one fixture parameter: the emulator
 $KUBEBUILDER_ASSETS). The real backend is optional locally (skipped, with the reason, when
 $KUBEBUILDER_ASSETS is unset) and required in CI (CI=true: a failure, not a skip). Tests
 that need what only the emulator has (fault injection, outages, history compaction) are
-marked `localkube_only`, and their kube-apiserver variant is not collected."""
+marked `localkube_only`, and their kube-apiserver variant is not collected; tests of what
+only a real apiserver does (RBAC) are marked `kube_apiserver_only`."""
 
 from __future__ import annotations
 
@@ -146,11 +147,16 @@ BACKENDS = ("localkube", "kube-apiserver")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The kube-apiserver variant of a `localkube_only` test is not collected."""
+    """A `localkube_only` test runs on the emulator alone, a `kube_apiserver_only` test on
+    the real backend alone; the other variant is not collected."""
     keep, drop = [], []
     for item in items:
-        only = item.get_closest_marker("localkube_only") is not None
-        (drop if only and "[kube-apiserver" in item.nodeid else keep).append(item)
+        real = "[kube-apiserver" in item.nodeid
+        emulated = "[localkube" in item.nodeid
+        off = (real and item.get_closest_marker("localkube_only") is not None) or (
+            emulated and item.get_closest_marker("kube_apiserver_only") is not None
+        )
+        (drop if off else keep).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep

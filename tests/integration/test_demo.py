@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 
-def test_demo_runs_the_seed_story_and_exits_zero(tmp_path: Path) -> None:
-    """The demo checks every step of the story and exits 0."""
+def test_demo_runs_the_seed_story_and_exits_zero(tmp_path: Path, backend: str) -> None:
+    """The demo checks every step of the story and exits 0, on either backend."""
     proc = subprocess.run(
-        [sys.executable, "-m", "gitmesh", "demo"],
+        [sys.executable, "-m", "gitmesh", "demo", "--backend", backend],
         cwd=tmp_path,
         capture_output=True,
         text=True,

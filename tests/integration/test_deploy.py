@@ -250,12 +250,11 @@ def _service_account_kubeconfig(world: World) -> Path:
     return path
 
 
+@pytest.mark.kube_apiserver_only  # localkube authorizes anything
 def test_least_privilege_is_enforced(world: World, capsys: pytest.CaptureFixture[str]) -> None:
     """On a real apiserver (RBAC on): deploy/'s ServiceAccount can run `reconcile --once`
     and `gitmesh run`; with one permission removed, the pass fails with a Forbidden
     message naming the verb and resource."""
-    if not world.real:
-        pytest.skip("RBAC is enforced by kube-apiserver only; localkube authorizes anything")
     _apply(world, build("run"))
     kubeconfig = _service_account_kubeconfig(world)
     args = [
