@@ -518,8 +518,26 @@ class KubeAPIServer:
         """The store-like facade of cluster `name`."""
         return self.clusters[name].store
 
-    add_pod = workloads.add_pod
+    def add_pod(self, name: str, namespace: str, pod: str, **kwargs: Any) -> dict[str, Any]:
+        """Create a running pod (see `workloads.add_pod`), once the namespace has the
+        `default` ServiceAccount that pod admission looks up."""
+        self._default_service_account(name, namespace)
+        return workloads.add_pod(self, name, namespace, pod, **kwargs)
+
     set_pod = workloads.set_pod
+
+    def _default_service_account(self, name: str, namespace: str) -> None:
+        # The ServiceAccount controller makes it a moment after the namespace; without
+        # controllers nothing does, and we make it as that controller would.
+        store = self.store(name)
+        path = f"/api/v1/namespaces/{namespace}/serviceaccounts"
+        deadline = time.monotonic() + (10.0 if self.controllers else 0.0)
+        while not _exists(store, f"{path}/default"):
+            if time.monotonic() >= deadline:
+                with contextlib.suppress(ApiError):  # 409: the controller was first
+                    store.request("POST", path, {"metadata": {"name": "default"}})
+                return
+            time.sleep(0.1)
 
     def simulate_workloads(self, name: str, *, delay: float = 0.05) -> None:
         """Nothing to simulate: no kubelet runs, and gitmesh does not wait for workloads."""
