@@ -15,9 +15,8 @@ that remote's ReconcileFailed with a scrubbed one-line message; the traceback go
 debug log, scrubbed too. A remote whose kubeconfig names the central cluster's server is
 refused before anything is sent to it.
 
-Which remotes gitmesh has applied to is kept on central too, in the ConfigMap
-`gitmesh-inventory` (as kubectl's ApplySet and kpt keep an inventory), so a removed
-remote is pruned even when the status branch was deleted.
+Which remotes gitmesh has applied to is kept on central too (`gitmesh.inventory`), so a
+removed remote is pruned even when the status branch was deleted.
 """
 
 from __future__ import annotations
@@ -36,6 +35,7 @@ from typing import Any
 
 from gitmesh import (
     errors,
+    inventory,
     kubeconfigs,
     logs,
     meshrepo,
@@ -628,56 +628,6 @@ def _prune_namespaces(remote: Cluster, name: str, observed: _Observed) -> list[p
     return out
 
 
-# -- the inventory on central --------------------------------------------------------------
-
-INVENTORY = "gitmesh-inventory"
-_CONFIGMAP = resources.BY_KIND["ConfigMap"]
-
-
-def read_inventory(central: Cluster, namespace: str) -> tuple[set[str], Obj | None]:
-    """The remotes gitmesh has applied to, from central (valid names only), and the
-    ConfigMap they came from (None when it does not exist yet)."""
-    try:
-        obj = central.get(_CONFIGMAP, namespace, INVENTORY)
-    except errors.NotFound:
-        return set(), None
-    names = set()
-    for name in str((obj.get("data") or {}).get("remotes", "")).split():
-        try:
-            names.add(specs.dns_subdomain(name))
-        except ValueError:
-            logs.get().warning("ignoring an invalid name in the inventory", extra={"remote": name})
-    return names, obj
-
-
-def write_inventory(
-    central: Cluster, namespace: str, names: Iterable[str], current: Obj | None
-) -> Obj | None:
-    """Make the inventory hold exactly `names`; returns it as written (or as it was)."""
-    text = "\n".join(sorted(set(names)))
-    if current is not None and (current.get("data") or {}).get("remotes", "") == text:
-        return current
-    if current is None:
-        body: Obj = {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {
-                "name": INVENTORY,
-                "namespace": namespace,
-                "labels": {resources.MANAGED_BY: "gitmesh"},
-            },
-            "data": {"remotes": text},
-        }
-        return central.create(_CONFIGMAP, body)
-    return central.patch(
-        _CONFIGMAP,
-        namespace,
-        INVENTORY,
-        [{"op": "add", "path": "/data", "value": {"remotes": text}}],
-        resource_version=current["metadata"].get("resourceVersion"),
-    )
-
-
 # -- the pass -----------------------------------------------------------------------------
 
 
@@ -740,10 +690,10 @@ def run_pass(
         log.error("invalid spec", extra={"remote": name, "error": message})
         results[name] = RemoteResult(RemoteReport(name, "InvalidSpec", message=message))
     writes = not (settings.plan_only or settings.dry_run)
-    inventory, inventory_obj = read_inventory(central, namespace)
-    known = set(known) | inventory
+    applied, inventory_obj = inventory.read(central, namespace)
+    known = set(known) | applied
     if writes:  # before anything is applied, so that a pass that dies still knows them
-        inventory_obj = write_inventory(central, namespace, inventory | set(chosen), inventory_obj)
+        inventory_obj = inventory.write(central, namespace, applied | set(chosen), inventory_obj)
     for name in sorted(set(repo.remotes) - known):
         log.info("remote status updated", extra={"remote": name, "status": "Created"})
     gone = sorted(known - set(repo.remotes) - set(repo.invalid))
@@ -768,8 +718,8 @@ def run_pass(
     removed = [name for name in gone if results[name].report.state == "Removed"]
     if writes and removed:
         try:
-            write_inventory(
-                central, namespace, (inventory | set(chosen)) - set(removed), inventory_obj
+            inventory.write(
+                central, namespace, (applied | set(chosen)) - set(removed), inventory_obj
             )
         except errors.ClusterError as e:  # the next pass prunes them again, finding nothing
             log.warning("cannot update the inventory", extra={"error": str(e)})
