@@ -102,7 +102,7 @@ def test_timeouts_are_durations(world: World, flag: str) -> None:
 
 def test_gitmesh_run_stops_on_sigterm_with_a_hung_remote(world: World, tmp_path: Path) -> None:
     """SIGTERM ends `gitmesh run` within its grace period even while a pass is stuck on a
-    silent remote, and /readyz is not "ok" meanwhile."""
+    silent remote."""
     with silent_server() as url:
         set_kubeconfig(world.server, EU, pointing_at(world.server, EU, url))
         proc = subprocess.Popen(
@@ -312,6 +312,7 @@ def test_yaml_bombs_are_refused_fast(
     assert expected in capsys.readouterr().out
     world.repo.commit({}, "a bomb")
     writes = world.writes(EU)
+    assert world.plan() == 1
     assert world.reconcile() == 1
     assert state(world, EU)["state"] == "InvalidSpec"
     assert world.writes(EU) == writes
@@ -536,6 +537,32 @@ def http_server(world: World, tmp_path: Path) -> Any:
     yield server
     server.shutdown()
     server.server_close()
+
+
+@pytest.mark.localkube_only  # touches no cluster: one backend is enough
+def test_readyz_reports_a_wedged_worker(world: World, tmp_path: Path) -> None:
+    """A pass running past the longest any pass can take (every remote's deadline, twice,
+    plus a minute) makes /readyz answer 503 with the reason; a normal one does not."""
+    runner = Runner(
+        Source(world.repo.url, cache_dir=tmp_path / "c", auth=Auth()),
+        Cluster("central", world.server.kubeconfig("central")),
+        settings=reconcile.Settings(remote_timeout=1.0),
+        run=RunSettings(listen=("127.0.0.1", 0)),
+    )
+    server = _serve(runner, ("127.0.0.1", 0))
+    try:
+        runner.pass_started = time.monotonic() - 10.0  # a pass in flight for 10 s: fine
+        assert runner.wedged() is None
+        runner.pass_started = time.monotonic() - 120.0  # past 2 x 1 s + 60 s
+        conn = http.client.HTTPConnection(*server.server_address, timeout=5)
+        conn.request("GET", "/readyz")
+        answer = conn.getresponse()
+        assert answer.status == 503
+        assert answer.read().startswith(b"wedged: a pass has run for 120s")
+        conn.close()
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 @pytest.mark.parametrize(("length", "code"), [("abc", 400), ("-1", 400), (str(10 << 20), 413)])
