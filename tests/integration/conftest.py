@@ -12,11 +12,12 @@ only a real apiserver does (RBAC) are marked `kube_apiserver_only`."""
 from __future__ import annotations
 
 import os
+import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
@@ -25,6 +26,9 @@ from gitmesh import cli, sandbox
 from gitmesh.localkube import Server
 from gitmesh.localkube.apiserver import ASSETS_ENV, BUILD_SCRIPT, KubeAPIServer
 from tests.gitutil import MeshRemote, git
+
+if TYPE_CHECKING:
+    from tests.integration.running import Proc
 
 REMOTES = ("remote-eu", "remoteistio-sample")
 TOKEN = "kubeTOKEN-do-not-leak-7f3a9c"
@@ -187,3 +191,15 @@ def world(tmp_path: Path, backend: str) -> Iterator[World]:
         server.reset_counts()  # the seeding went over HTTP on the real backend
         (tmp_path / "git").mkdir()
         yield World(server, mesh, MeshRemote(tmp_path / "git"), tmp_path)
+
+
+@pytest.fixture
+def procs() -> Iterator[list[Proc]]:
+    """`gitmesh run` processes a test starts (tests.integration.running.Proc); any still
+    running at the end is killed."""
+    made: list[Proc] = []
+    yield made
+    for p in made:
+        if p.proc.poll() is None:
+            p.stop(signal.SIGKILL)
+        p.handle.close()

@@ -7,9 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -18,13 +16,10 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from gitmesh import cli, reconcile, sandbox
-from gitmesh.cluster import Cluster
-from gitmesh.gitrepo import Auth
+from gitmesh import cli, sandbox
 from gitmesh.localkube import Server
-from gitmesh.runner import Runner, RunSettings
-from gitmesh.source import Source
 from tests.integration.conftest import World
+from tests.integration.running import Proc, started_runner, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 VARIANTS = {"base": ROOT / "deploy/base", "run": ROOT / "deploy/overlays/run"}
@@ -107,38 +102,14 @@ def _granted(docs: list[dict[str, Any]]) -> set[tuple[str, str]]:
 def test_rbac_grants_exactly_what_a_run_uses(world: World, tmp_path: Path) -> None:
     """The verbs gitmesh run sends to the central cluster are exactly those granted."""
     world.server.reset_counts()
-    central = Cluster("central", world.server.kubeconfig("central"))
-    runner = Runner(
-        Source(world.repo.url, cache_dir=tmp_path / "c", auth=Auth()),
-        central,
-        settings=reconcile.Settings(),
-        run=RunSettings(
-            interval=3600,
-            resync=3600,
-            listen=("127.0.0.1", 0),
-            identity="rbac-check",
-            retry_period=0.2,
-        ),
-    )
-    runner.start()
-    try:
-        deadline = time.monotonic() + 20
-        while not runner.ready.is_set() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert runner.ready.is_set()
+    with started_runner(world, tmp_path / "c", identity="rbac-check") as runner:
         sandbox.add_istio_pod(world.server, "central", "istio-pilot", 9)
         time.sleep(1.0)
         # A remote leaves: the inventory is patched, the kubeconfig Secret unlabelled.
         world.repo.commit({"remotes/remote-eu.yaml": None}, "remote-eu leaves")
         runner.poll()
-        assert (
-            "remote-eu"
-            not in world.get("central", "configmaps", "istio-system", "gitmesh-inventory")["data"][
-                "remotes"
-            ]
-        )
-    finally:
-        runner.shutdown()
+        inventory = world.get("central", "configmaps", "istio-system", "gitmesh-inventory")
+        assert "remote-eu" not in inventory["data"]["remotes"]
     used = {
         (verb, resource)
         for (cluster, verb, resource, code), n in world.server.requests.items()
@@ -251,7 +222,9 @@ def _service_account_kubeconfig(world: World) -> Path:
 
 
 @pytest.mark.kube_apiserver_only  # localkube authorizes anything
-def test_least_privilege_is_enforced(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+def test_least_privilege_is_enforced(
+    world: World, procs: list[Proc], capsys: pytest.CaptureFixture[str]
+) -> None:
     """On a real apiserver (RBAC on): deploy/'s ServiceAccount can run `reconcile --once`
     and `gitmesh run`; with one permission removed, the pass fails with a Forbidden
     message naming the verb and resource."""
@@ -269,37 +242,12 @@ def test_least_privilege_is_enforced(world: World, capsys: pytest.CaptureFixture
     assert "forbidden" not in capsys.readouterr().err.lower()
 
     world.repo.commit({}, "a commit for gitmesh run to see")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gitmesh.cli",
-            "run",
-            *args,
-            "--listen",
-            "127.0.0.1:0",
-            "--interval",
-            "3600",
-            "--resync",
-            "3600",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while world.status_commits() < 2 and time.monotonic() < deadline:
-            time.sleep(0.2)
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 0, out
-    assert "leadership acquired" in out
-    assert "forbidden" not in out.lower(), out
+    proc = Proc(world, "least-privilege", "--central-kubeconfig", str(kubeconfig))
+    procs.append(proc)
+    wait_for(lambda: world.status_commits() >= 2, timeout=60, what="a status commit")
+    assert proc.stop() == 0
+    assert proc.said("leadership acquired")
+    assert "forbidden" not in proc.log.read_text().lower()
 
     role = next(d for d in build("base") if d["kind"] == "Role")
     role["rules"] = [r for r in role["rules"] if "pods" not in r["resources"]]

@@ -9,7 +9,6 @@ import http.client
 import json
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -32,6 +31,7 @@ from tests.integration.hostile import (
     set_kubeconfig,
     silent_server,
 )
+from tests.integration.running import Proc, started_runner, wait_for
 
 EU = "remote-eu"
 SAMPLE = "remoteistio-sample"
@@ -100,56 +100,24 @@ def test_timeouts_are_durations(world: World, flag: str) -> None:
     assert e.value.code == 2
 
 
-def test_gitmesh_run_stops_on_sigterm_with_a_hung_remote(world: World, tmp_path: Path) -> None:
+def test_gitmesh_run_stops_on_sigterm_with_a_hung_remote(world: World, procs: list[Proc]) -> None:
     """SIGTERM ends `gitmesh run` within its grace period even while a pass is stuck on a
     silent remote."""
     with silent_server() as url:
         set_kubeconfig(world.server, EU, pointing_at(world.server, EU, url))
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gitmesh.cli",
-                "run",
-                *world.args,
-                "--listen",
-                "127.0.0.1:0",
-                "--interval",
-                "3600",
-                "--resync",
-                "3600",
-                "--request-timeout",
-                "60s",
-                "--grace-period",
-                "2s",
-                "--log-format",
-                "json",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        try:
-            # The pass is under way once the healthy remote is Available on central.
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                labels = world.get("central", "secrets", NS, SAMPLE)["metadata"].get("labels")
-                if (labels or {}).get("istio/multiCluster") == "true":
-                    break
-                time.sleep(0.1)
-            else:
-                pytest.fail("the pass never reached the healthy remote")
-            proc.send_signal(signal.SIGTERM)
-            started = time.monotonic()
-            out, _ = proc.communicate(timeout=15)
-            took = time.monotonic() - started
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate()
-    assert proc.returncode == 0, out
+        proc = Proc(world, "hung", "--request-timeout", "60s", "--grace-period", "2s")
+        procs.append(proc)
+
+        def healthy_remote_done() -> bool:
+            labels = world.get("central", "secrets", NS, SAMPLE)["metadata"].get("labels")
+            return (labels or {}).get("istio/multiCluster") == "true"
+
+        wait_for(healthy_remote_done, timeout=30, what="the pass to reach the healthy remote")
+        started = time.monotonic()
+        assert proc.stop(signal.SIGTERM) == 0
+        took = time.monotonic() - started
     assert took < 10, took
-    assert "still running after the grace period" in out
+    assert proc.said("a pass is still running after the grace period")
 
 
 # -- per-remote isolation ----------------------------------------------------------------
@@ -653,18 +621,7 @@ def test_a_flapping_pod_makes_few_endpoint_writes_and_ends_exact(
 ) -> None:
     """50 flaps of a central pod in about 1 s: at most one Endpoints write per remote per
     200 ms window, and the remotes end with the final state."""
-    runner = Runner(
-        Source(world.repo.url, cache_dir=tmp_path / "c", auth=Auth()),
-        Cluster("central", world.server.kubeconfig("central")),
-        settings=reconcile.Settings(),
-        run=RunSettings(interval=3600, resync=3600, listen=("127.0.0.1", 0), retry_period=0.2),
-    )
-    runner.start()
-    try:
-        deadline = time.monotonic() + 20
-        while not runner.ready.is_set() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert runner.ready.is_set()
+    with started_runner(world, tmp_path / "c"):
         world.server.reset_counts()
         store = world.store("central")
         pods = store.kind("", "v1", "pods")
@@ -682,8 +639,6 @@ def test_a_flapping_pod_makes_few_endpoint_writes_and_ends_exact(
             time.sleep(0.02)
         took = time.monotonic() - started
         time.sleep(1.0)
-    finally:
-        runner.shutdown()
     windows = took / 0.2 + 2
     for remote in (EU, SAMPLE):
         writes = world.server.count(cluster=remote, verb="patch", resource="endpoints")

@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
-import json
-import os
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -24,94 +17,11 @@ from gitmesh import render, sandbox
 from gitmesh.cluster import Cluster
 from gitmesh.endpointsync import EndpointSync
 from tests.integration.conftest import World
+from tests.integration.running import Proc, wait_for
 
 SAMPLE = "remoteistio-sample"
 EU = "remote-eu"
 NS = "istio-system"
-
-
-def wait_for(check: Callable[[], Any], timeout: float = 20.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what or check}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Proc:
-    """A `gitmesh run` process with its log file and HTTP port."""
-
-    def __init__(self, world: World, name: str, *extra: str) -> None:
-        self.port = free_port()
-        self.log = world.tmp / f"{name}.log"
-        self.identity = name
-        env = {**os.environ, "GITMESH_HOOK_SECRET": "s3cret-hook"}
-        args = [
-            sys.executable,
-            "-m",
-            "gitmesh",
-            "run",
-            *world.args,
-            "--cache-dir",
-            str(world.tmp / f"cache-{name}"),
-            "--listen",
-            f"127.0.0.1:{self.port}",
-            "--identity",
-            name,
-            "--lease-duration",
-            "3",
-            "--retry-period",
-            "0.3",
-            "--webhook-secret-env",
-            "GITMESH_HOOK_SECRET",
-            *extra,
-        ]
-        self.handle = self.log.open("w")
-        self.proc = subprocess.Popen(args, stdout=self.handle, stderr=subprocess.STDOUT, env=env)
-
-    def lines(self) -> list[dict[str, Any]]:
-        out = []
-        for line in self.log.read_text().splitlines():
-            with contextlib.suppress(ValueError):
-                out.append(json.loads(line))
-        return out
-
-    def said(self, msg: str) -> bool:
-        return any(line.get("msg", "").startswith(msg) for line in self.lines())
-
-    def get(self, path: str) -> tuple[int, str]:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:
-                return r.status, r.read().decode()
-        except urllib.error.HTTPError as e:
-            return e.code, e.read().decode()
-        except OSError:
-            return 0, ""
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        code = self.proc.wait(30)
-        self.handle.close()
-        return code
-
-
-@pytest.fixture
-def procs() -> Iterator[list[Proc]]:
-    made: list[Proc] = []
-    yield made
-    for p in made:
-        if p.proc.poll() is None:
-            p.stop(signal.SIGKILL)
-        p.handle.close()
 
 
 def endpoint_ips(world: World, remote: str, service: str) -> list[str]:
