@@ -50,6 +50,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from gitmesh.errors import GitmeshError
 from gitmesh.localkube import tlsgen, workloads
 from gitmesh.localkube.apistore import ApiStore
+from gitmesh.localkube.server import count_matching
 from gitmesh.localkube.store import ApiError
 
 ASSETS_ENV = "KUBEBUILDER_ASSETS"
@@ -475,13 +476,8 @@ class KubeAPIServer:
         """How many client requests matched (None matches anything)."""
         with self._lock:
             self._drain()
-            return sum(
-                n
-                for (c, v, r, s), n in self._requests.items()
-                if (cluster is None or c == cluster)
-                and (verb is None or v == verb)
-                and (resource is None or r == resource)
-                and (code is None or s == code)
+            return count_matching(
+                self._requests, cluster=cluster, verb=verb, resource=resource, code=code
             )
 
     def reset_counts(self) -> None:

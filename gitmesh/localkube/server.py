@@ -20,6 +20,7 @@ import threading
 import time
 import urllib.parse
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.server import ThreadingHTTPServer
 from pathlib import Path
@@ -30,6 +31,25 @@ import yaml
 from gitmesh.localkube import tlsgen, workloads
 from gitmesh.localkube.handler import _Handler, _HTTPServer
 from gitmesh.localkube.store import ApiError, Store
+
+
+def count_matching(
+    requests: Mapping[tuple[str, str, str, int], int],
+    *,
+    cluster: str | None,
+    verb: str | None,
+    resource: str | None,
+    code: int | None,
+) -> int:
+    """How many of `requests` (by cluster, verb, resource, code) match; None matches all."""
+    return sum(
+        n
+        for (c, v, r, s), n in requests.items()
+        if (cluster is None or c == cluster)
+        and (verb is None or v == verb)
+        and (resource is None or r == resource)
+        and (code is None or s == code)
+    )
 
 
 @dataclass(slots=True)
@@ -364,13 +384,8 @@ class Server:
     ) -> int:
         """How many requests matched (None matches anything)."""
         with self._lock:
-            return sum(
-                n
-                for (c, v, r, s), n in self.requests.items()
-                if (cluster is None or c == cluster)
-                and (verb is None or v == verb)
-                and (resource is None or r == resource)
-                and (code is None or s == code)
+            return count_matching(
+                self.requests, cluster=cluster, verb=verb, resource=resource, code=code
             )
 
     def reset_counts(self) -> None:
