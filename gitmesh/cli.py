@@ -9,6 +9,7 @@ calls into the library.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import os
 import signal
@@ -183,6 +184,17 @@ def _duration(*, minimum: float) -> Callable[[str], float]:
     return parse
 
 
+def _positive_int(text: str) -> int:
+    """An argparse type for counts of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be at least 1")
+    return value
+
+
 def add_cluster_flags(p: argparse.ArgumentParser) -> None:
     """Flags that say how to reach the clusters and how a pass behaves."""
     g = p.add_argument_group("clusters (each flag also from GITMESH_<FLAG>)")
@@ -190,7 +202,8 @@ def add_cluster_flags(p: argparse.ArgumentParser) -> None:
         "--central-kubeconfig",
         type=Path,
         default=_env("CENTRAL_KUBECONFIG"),
-        help="kubeconfig of the central cluster (default: in-cluster config)",
+        help="kubeconfig of the central cluster (default: as kubectl finds one: $KUBECONFIG, "
+        "~/.kube/config, then in-cluster config)",
     )
     g.add_argument("--central-context", default=_env("CENTRAL_CONTEXT"))
     g.add_argument(
@@ -208,21 +221,21 @@ def add_cluster_flags(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--concurrency",
-        type=int,
-        default=int(_env("CONCURRENCY") or 8),
+        type=_positive_int,
+        default=_env("CONCURRENCY") or "8",
         help="remotes reconciled in parallel (default: 8)",
     )
     g.add_argument(
         "--request-timeout",
         type=_duration(minimum=0.1),
-        default=_duration(minimum=0.1)(_env("REQUEST_TIMEOUT") or "30s"),
+        default=_env("REQUEST_TIMEOUT") or "30s",
         metavar="DURATION",
         help="limit of every Kubernetes request, as kubectl's flag: 30s, 1m (default: 30s)",
     )
     g.add_argument(
         "--remote-timeout",
         type=_duration(minimum=1.0),
-        default=_duration(minimum=1.0)(_env("REMOTE_TIMEOUT") or "5m"),
+        default=_env("REMOTE_TIMEOUT") or "5m",
         metavar="DURATION",
         help="limit of all of one remote's work in a pass; past it the remote is "
         "ReconcileFailed and the others go on (default: 5m)",
@@ -244,8 +257,6 @@ def add_cluster_flags(p: argparse.ArgumentParser) -> None:
 def _settings(args: argparse.Namespace, **overrides: bool) -> reconcile.Settings:
     from gitmesh import reconcile
 
-    if args.concurrency < 1:
-        raise GitmeshError("--concurrency must be at least 1")
     return reconcile.Settings(
         concurrency=args.concurrency,
         allow_exec=args.allow_exec,
@@ -257,12 +268,33 @@ def _settings(args: argparse.Namespace, **overrides: bool) -> reconcile.Settings
     )
 
 
+def central_kubeconfig(explicit: Path | None) -> Path | None:
+    """The central cluster's kubeconfig as kubectl finds one: the flag, else the first file
+    of $KUBECONFIG, else ~/.kube/config; None means in-cluster config."""
+    if explicit is not None:
+        if not explicit.is_file():
+            raise GitmeshError(f"--central-kubeconfig {explicit}: no such file")
+        return explicit
+    for raw in os.environ.get("KUBECONFIG", "").split(os.pathsep):
+        if raw and Path(raw).expanduser().is_file():
+            return Path(raw).expanduser()
+    default = Path.home() / ".kube" / "config"
+    if default.is_file():
+        return default
+    if not os.environ.get("KUBERNETES_SERVICE_HOST"):
+        raise GitmeshError(
+            "no central kubeconfig: pass --central-kubeconfig, set KUBECONFIG, create "
+            "~/.kube/config, or run inside the cluster"
+        )
+    return None
+
+
 def _central(args: argparse.Namespace) -> Cluster:
     from gitmesh.cluster import Cluster
 
     return Cluster(
         "central",
-        args.central_kubeconfig,
+        central_kubeconfig(args.central_kubeconfig),
         context=args.central_context,
         timeout=args.request_timeout,
     )
@@ -345,7 +377,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
 
 def _listen(value: str) -> tuple[str, int]:
     host, _, port = value.rpartition(":")
-    if not port.isdigit():
+    if not port.isdigit() or int(port) > 65535:
         raise argparse.ArgumentTypeError(f"{value!r} is not HOST:PORT")
     return host or "0.0.0.0", int(port)  # noqa: S104 - metrics are served to the cluster
 
@@ -420,9 +452,17 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("gitmesh")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every sub-command."""
     parser = argparse.ArgumentParser(prog="gitmesh", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"gitmesh {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("validate", help="check a mesh repository (for pull requests)")
@@ -460,20 +500,22 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("poller (each flag also from GITMESH_<FLAG>)")
     g.add_argument(
         "--interval",
-        type=float,
-        default=float(_env("INTERVAL") or 60),
-        help="seconds between polls of the repository (default: 60)",
+        type=_duration(minimum=1.0),
+        default=_env("INTERVAL") or "60s",
+        metavar="DURATION",
+        help="time between polls of the repository: 30s, 5m... (default: 60s, at least 1s)",
     )
     g.add_argument(
         "--resync",
-        type=float,
-        default=float(_env("RESYNC") or 600),
-        help="seconds between full passes that correct drift (default: 600)",
+        type=_duration(minimum=10.0),
+        default=_env("RESYNC") or "10m",
+        metavar="DURATION",
+        help="time between full passes that correct drift (default: 10m, at least 10s)",
     )
     g.add_argument(
         "--listen",
         type=_listen,
-        default=_listen(_env("LISTEN") or "0.0.0.0:8080"),
+        default=_env("LISTEN") or "0.0.0.0:8080",
         help="HOST:PORT for /metrics, /healthz, /readyz (default: 0.0.0.0:8080)",
     )
     g.add_argument(
@@ -487,12 +529,22 @@ def build_parser() -> argparse.ArgumentParser:
         default=_env("LEASE_NAMESPACE"),
         help="namespace of the Lease (default: the mesh namespace)",
     )
-    g.add_argument("--lease-duration", type=float, default=float(_env("LEASE_DURATION") or 15))
-    g.add_argument("--retry-period", type=float, default=float(_env("RETRY_PERIOD") or 2))
+    g.add_argument(
+        "--lease-duration",
+        type=_duration(minimum=1.0),
+        default=_env("LEASE_DURATION") or "15s",
+        metavar="DURATION",
+    )
+    g.add_argument(
+        "--retry-period",
+        type=_duration(minimum=0.1),
+        default=_env("RETRY_PERIOD") or "2s",
+        metavar="DURATION",
+    )
     g.add_argument(
         "--grace-period",
         type=_duration(minimum=0.0),
-        default=_duration(minimum=0.0)(_env("GRACE_PERIOD") or "20s"),
+        default=_env("GRACE_PERIOD") or "20s",
         metavar="DURATION",
         help="on SIGTERM, how long to wait for the pass in flight before exiting anyway "
         "(default: 20s, inside Kubernetes' 30s termination grace period)",

@@ -1,0 +1,65 @@
+"""Command-line conventions: --version, durations, usage errors exit 2 in one line (flags
+and GITMESH_* variables alike)."""
+
+from __future__ import annotations
+
+import pytest
+
+from gitmesh import cli
+
+RUN = ["run", "--repo", "/nowhere"]
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    """`gitmesh --version` prints the installed version and exits 0."""
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--version"])
+    assert e.value.code == 0
+    assert capsys.readouterr().out.startswith("gitmesh ")
+
+
+@pytest.mark.parametrize(
+    ("flags", "field", "seconds"),
+    [
+        (["--interval", "5s"], "interval", 5.0),
+        (["--interval", "2m"], "interval", 120.0),
+        (["--interval", "90"], "interval", 90.0),
+        (["--resync", "1h"], "resync", 3600.0),
+        (["--lease-duration", "15s"], "lease_duration", 15.0),
+        (["--request-timeout", "500ms"], "request_timeout", 0.5),
+    ],
+)
+def test_durations_as_kubectl_writes_them(flags: list[str], field: str, seconds: float) -> None:
+    """Times take 30s/5m/1h30m or seconds."""
+    args = cli.build_parser().parse_args([*RUN, *flags])
+    assert getattr(args, field) == seconds
+
+
+@pytest.mark.parametrize(
+    ("flags", "env", "expected"),
+    [
+        (["--interval", "0"], {}, "argument --interval: '0' is too short: at least 1s"),
+        (["--interval", "abc"], {}, "argument --interval: 'abc' is not a duration"),
+        (["--resync", "1s"], {}, "argument --resync: '1s' is too short: at least 10s"),
+        (["--concurrency", "0"], {}, "argument --concurrency: '0': must be at least 1"),
+        ([], {"GITMESH_CONCURRENCY": "abc"}, "argument --concurrency: 'abc' is not a whole"),
+        ([], {"GITMESH_INTERVAL": "soon"}, "argument --interval: 'soon' is not a duration"),
+        ([], {"GITMESH_LISTEN": "bad"}, "argument --listen: 'bad' is not HOST:PORT"),
+    ],
+)
+def test_usage_errors_exit_2_in_one_line(
+    flags: list[str],
+    env: dict[str, str],
+    expected: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A bad flag or GITMESH_* value is a usage error: exit 2, a line naming the flag."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SystemExit) as e:
+        cli.main([*RUN, *flags])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert expected in err
+    assert "Traceback" not in err
