@@ -577,7 +577,7 @@ def _add_localkube(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     p.add_argument(
         "--backend",
         choices=["localkube", "kube-apiserver"],
-        default=_env("LOCALKUBE_BACKEND", "localkube"),
+        default=_env("BACKEND", "localkube"),
         help="the emulator (default), or real kube-apiserver + etcd from $KUBEBUILDER_ASSETS "
         "(build them with tools/build-kube-assets.sh)",
     )
