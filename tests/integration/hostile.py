@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -18,22 +18,22 @@ from gitmesh.localkube import Server
 
 
 @contextmanager
-def silent_server() -> Iterator[str]:
-    """A TCP server that accepts connections and never says a word; yields its URL."""
+def _listening(handle: Callable[[socket.socket], None]) -> Iterator[str]:
+    """A loopback TCP listener handing each accepted connection to `handle` (in one
+    thread); yields its http URL, and closes everything afterwards."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(64)
-    held: list[socket.socket] = []
+    sock.settimeout(0.2)
     stop = threading.Event()
 
     def accept() -> None:
-        sock.settimeout(0.2)
         while not stop.is_set():
             try:
                 conn, _ = sock.accept()
             except OSError:
                 continue
-            held.append(conn)
+            handle(conn)
 
     thread = threading.Thread(target=accept, daemon=True)
     thread.start()
@@ -42,9 +42,19 @@ def silent_server() -> Iterator[str]:
     finally:
         stop.set()
         thread.join()
+        sock.close()
+
+
+@contextmanager
+def silent_server() -> Iterator[str]:
+    """A TCP server that accepts connections and never says a word; yields its URL."""
+    held: list[socket.socket] = []
+    try:
+        with _listening(held.append) as url:
+            yield url
+    finally:
         for conn in held:
             conn.close()
-        sock.close()
 
 
 @contextmanager
@@ -53,40 +63,24 @@ def fixed_reply_server(
 ) -> Iterator[tuple[str, list[str]]]:
     """An HTTP server answering every request with the same reply; yields its URL and the
     request lines it received."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(64)
     seen: list[str] = []
-    stop = threading.Event()
     reply = (
         f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n"
         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
     ).encode() + body
 
-    def serve() -> None:
-        sock.settimeout(0.2)
-        while not stop.is_set():
+    def answer(conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(2)
             try:
-                conn, _ = sock.accept()
+                data = conn.recv(65536)
+                seen.append(data.split(b"\r\n", 1)[0].decode(errors="replace"))
+                conn.sendall(reply)
             except OSError:
-                continue
-            with conn:
-                conn.settimeout(2)
-                try:
-                    data = conn.recv(65536)
-                    seen.append(data.split(b"\r\n", 1)[0].decode(errors="replace"))
-                    conn.sendall(reply)
-                except OSError:
-                    pass
+                pass
 
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}", seen
-    finally:
-        stop.set()
-        thread.join()
-        sock.close()
+    with _listening(answer) as url:
+        yield url, seen
 
 
 def set_kubeconfig(server: Server, remote: str, config: dict[str, Any] | str) -> None:
