@@ -329,52 +329,27 @@ def test_a_directory_where_a_remote_file_should_be_is_invalid_not_absent(world: 
     assert world.writes(EU) == writes
 
 
+def _git_in(world: World, data: bytes, *args: str) -> str:
+    """Run git in the bare repository with `data` on stdin; its output, stripped."""
+    proc = subprocess.run(
+        ["git", *args], cwd=world.repo.bare, input=data, capture_output=True, check=True
+    )
+    return proc.stdout.decode().strip()
+
+
 def _forge_status(world: World, files: dict[str, bytes]) -> None:
     """Push a status branch commit made by hand (anyone with push access can)."""
-    entries = []
-    for path, data in files.items():
-        blob = (
-            subprocess.run(
-                ["git", "hash-object", "-w", "--stdin"],
-                cwd=world.repo.bare,
-                input=data,
-                capture_output=True,
-                check=True,
-            )
-            .stdout.decode()
-            .strip()
-        )
-        entries.append((path, blob))
     by_dir: dict[str, list[tuple[str, str]]] = {}
-    for path, blob in entries:
+    for path, data in files.items():
         d, name = path.split("/", 1)
-        by_dir.setdefault(d, []).append((name, blob))
+        by_dir.setdefault(d, []).append(
+            (name, _git_in(world, data, "hash-object", "-w", "--stdin"))
+        )
     top = []
     for d, items in by_dir.items():
         listing = b"".join(f"100644 blob {b}\t{n}".encode() + b"\0" for n, b in items)
-        sub = (
-            subprocess.run(
-                ["git", "mktree", "-z"],
-                cwd=world.repo.bare,
-                input=listing,
-                capture_output=True,
-                check=True,
-            )
-            .stdout.decode()
-            .strip()
-        )
-        top.append(f"040000 tree {sub}\t{d}".encode() + b"\0")
-    tree = (
-        subprocess.run(
-            ["git", "mktree", "-z"],
-            cwd=world.repo.bare,
-            input=b"".join(top),
-            capture_output=True,
-            check=True,
-        )
-        .stdout.decode()
-        .strip()
-    )
+        top.append(f"040000 tree {_git_in(world, listing, 'mktree', '-z')}\t{d}".encode() + b"\0")
+    tree = _git_in(world, b"".join(top), "mktree", "-z")
     commit = git(world.repo.bare, "commit-tree", tree, "-m", "forged")
     git(world.repo.bare, "update-ref", "refs/heads/gitmesh/status", commit)
 
