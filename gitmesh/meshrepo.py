@@ -18,7 +18,7 @@ from typing import Any
 
 import pydantic
 
-from gitmesh import specs, yamlload
+from gitmesh import profiles, specs, yamlload
 from gitmesh.errors import Problem
 
 MESH_FILE = "mesh.yaml"
@@ -171,7 +171,7 @@ def parse(files: Mapping[str, bytes], *, refused: Sequence[Problem] = ()) -> Rep
                 found.append(
                     Problem(
                         path,
-                        *_name_position(files[path]),
+                        *_position(files[path], ("metadata", "name")),
                         "metadata.name",
                         f"{name!r} must equal the file name {stem!r}",
                     )
@@ -187,6 +187,11 @@ def parse(files: Mapping[str, bytes], *, refused: Sequence[Problem] = ()) -> Rep
                 )
             )
         seen.setdefault(stem, path)
+        if remote is not None and mesh is not None:
+            found += [
+                Problem(path, *_position(files[path], loc), ".".join(loc), why)
+                for loc, why in profiles.refusals(remote, mesh)
+            ]
         if found:
             invalid[stem] = tuple(found)
             remotes.pop(stem, None)
@@ -196,9 +201,8 @@ def parse(files: Mapping[str, bytes], *, refused: Sequence[Problem] = ()) -> Rep
     return Repo(mesh=mesh, remotes=remotes, invalid=invalid, problems=tuple(problems))
 
 
-def _name_position(data: bytes) -> tuple[int, int]:
-    loaded = yamlload.load(data, file="")
-    return loaded.positions.of(("metadata", "name"))
+def _position(data: bytes, loc: tuple[str, ...]) -> tuple[int, int]:
+    return yamlload.load(data, file="").positions.of(loc)
 
 
 def read_dir(

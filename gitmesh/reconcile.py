@@ -22,6 +22,7 @@ removed remote is pruned even when the status branch was deleted.
 from __future__ import annotations
 
 import base64
+import datetime
 import threading
 import time
 import traceback
@@ -35,6 +36,7 @@ from typing import Any
 
 from gitmesh import (
     errors,
+    intermediate,
     inventory,
     kubeconfigs,
     logs,
@@ -144,13 +146,17 @@ def observe_central(
     ca_data = None
     ca_error = None
     if any(r.spec.citadel.ca_secret_name is None for r in remotes):
+        where = f"the central CA secret {ns}/{mesh.central.ca_secret_name}"
         try:
             secret = central.get(resources.SECRET, ns, mesh.central.ca_secret_name)
             ca_data = dict(secret.get("data") or {})
+            intermediate.Signer.from_secret(ca_data)
         except errors.NotFound:
             pass
         except errors.ClusterError as e:
-            ca_error = f"cannot read the central CA secret: {e}"
+            ca_error = f"cannot read {where}: {e}"
+        except intermediate.CAError as e:
+            ca_error = f"{where} {e}"
     return render.Central(
         pods=pods, services=services, ca_data=ca_data, pods_error=pods_error, ca_error=ca_error
     )
@@ -326,6 +332,29 @@ class _Applier:
         return plan.component(item.component, [desired] if desired else [], [current])[0]
 
 
+def _cacerts(
+    spec: specs.RemoteIstio, central: render.Central, observed: _Observed
+) -> Mapping[str, str] | None:
+    """The remote's intermediate CA: the one it has while that is still good, else a new
+    one signed by the central CA. None when the spec brings its own or central has none."""
+    if spec.spec.citadel.ca_secret_name is not None or central.ca_data is None or central.ca_error:
+        return None
+    name = spec.metadata.name
+    signer = intermediate.Signer.from_secret(central.ca_data)
+    current = next(
+        (
+            o.get("data")
+            for o in observed.by_component.get("citadel", ())
+            if o["kind"] == "Secret" and o["metadata"]["name"] == render.CACERTS
+        ),
+        None,
+    )
+    now = datetime.datetime.now(datetime.UTC)
+    if intermediate.keep(current, signer, name, now):
+        return current
+    return intermediate.mint(signer, name, now)
+
+
 def _component_items(
     comp: render.Component, observed: _Observed, namespace: str
 ) -> list[plan.Item]:
@@ -359,9 +388,12 @@ def _apply_component(
                 "%s %s", done, item.ref, extra={"remote": applier.name, "component": comp.name}
             )
     objects = len(comp.namespaces) if comp.name == "injection" else len(comp.objects)
+    for warning in comp.warnings:
+        log.warning(warning, extra={"remote": applier.name, "component": comp.name})
     return ComponentReport(
         comp.name,
         "Ready",
+        warnings=comp.warnings,
         objects=objects,
         created=counts["created"],
         patched=counts["patched"],
@@ -392,9 +424,11 @@ def reconcile_remote(
     try:
         config, secret = credentials(name, central, namespace, settings)
         refuse_central(name, config, central)
-        rendered = render.remote(spec, mesh, central_state)
         with _connected(connect, name, config, settings) as remote:
             observed = observe_remote(remote, name)
+            rendered = render.remote(
+                spec, mesh, central_state, cacerts=_cacerts(spec, central_state, observed)
+            )
             applier = _Applier(remote, name, settings)
             reports: list[ComponentReport] = []
             all_items: list[plan.Item] = []

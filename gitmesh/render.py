@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from gitmesh import resources, selectors, specs
+from gitmesh import profiles, resources, selectors, specs
 
 Obj = dict[str, Any]
 CITADEL = "istio-citadel"
@@ -33,6 +33,13 @@ def _yaml(data: Any, *, width: int = 80) -> str:
 
 INJECTOR = "istio-sidecar-injector"
 CACERTS = "cacerts"
+WEBHOOK_API = "admissionregistration.k8s.io/v1"
+# Both charts annotate the control-plane pods so (before priority classes) the rescheduler
+# keeps them: charts/{security,sidecarInjectorWebhook}/templates/deployment.yaml.
+_POD_ANNOTATIONS = {
+    "sidecar.istio.io/inject": "false",
+    "scheduler.alpha.kubernetes.io/critical-pod": "",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +81,8 @@ class Component:
     error: str | None = None
     # injection only: namespaces to label for sidecar injection
     namespaces: tuple[str, ...] = ()
+    # rendered, but probably not what was meant (an enabled service nothing backs)
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,17 +115,25 @@ class _Ctx:
     mesh: specs.Mesh
     central: Central
     namespace: str
+    cacerts: Mapping[str, str] | None = None
+    webhook_api: str = WEBHOOK_API
 
     @property
     def spec(self) -> specs.RemoteIstioSpec:
         return self.remote.spec
 
+    @property
+    def profile(self) -> profiles.Profile:
+        return profiles.get(self.mesh.version)
+
     def enabled(self, service: str) -> bool:
         return any(s.name == service for s in self.spec.enabled_services)
 
     def resources_for(self, own: specs.ResourceRequirements | None) -> Obj:
+        """A component's resources: its own, else the spec's defaultResources, else the
+        chart's global.defaultResources (requests cpu 10m at 1.0.5 and 1.1.0)."""
         chosen = own or self.spec.default_resources
-        return chosen.wire() if chosen else {}
+        return chosen.wire() if chosen else {"requests": {"cpu": "10m"}}
 
     def address(self, service: str, port: int, *, fqdn: bool = False) -> str:
         override = getattr(self.mesh.central.addresses, service.removeprefix("istio-"), None)
@@ -129,33 +146,43 @@ class _Ctx:
 
 
 def _mesh_config(ctx: _Ctx) -> str:
+    """The mesh config as the version's chart writes it (install/kubernetes/helm/istio/
+    templates/configmap.yaml), with the remote's addresses."""
     secure = ctx.spec.control_plane_security_enabled
+    prof = ctx.profile
+    discovery = prof.discovery_port_secure if secure else prof.discovery_port
     default: Obj = {
         "binaryPath": "/usr/local/bin/envoy",
+        "concurrency": 0 if prof.version == "1.0" else 2,
         "configPath": "/etc/istio/proxy",
         "connectTimeout": "10s",
         "controlPlaneAuthPolicy": "MUTUAL_TLS" if secure else "NONE",
-        "discoveryAddress": ctx.address("istio-pilot", 15011 if secure else 15010),
+        "discoveryAddress": ctx.address("istio-pilot", discovery),
         "drainDuration": "45s",
         "parentShutdownDuration": "1m0s",
         "proxyAdminPort": 15000,
         "serviceCluster": "istio-proxy",
     }
-    if ctx.enabled("zipkin") or ctx.mesh.central.addresses.zipkin:
-        default["zipkinAddress"] = ctx.address("zipkin", 9411)
+    zipkin = ctx.address("zipkin", 9411)
+    if prof.tracing_block:
+        default["tracing"] = {"zipkin": {"address": zipkin}}
+    else:
+        default["zipkinAddress"] = zipkin
     config: Obj = {
         "defaultConfig": default,
         "enableTracing": True,
         "accessLogFile": "/dev/stdout",
-        "authPolicy": "MUTUAL_TLS" if secure else "NONE",
         "sdsUdsPath": "",
-        "trustDomain": ctx.mesh.central.cluster_domain,
+        "sdsRefreshDelay": "15s",
     }
-    mixer_port = 15004 if secure else 9091
-    if ctx.enabled("istio-policy") or ctx.mesh.central.addresses.policy:
+    if prof.version == "1.1":
+        config["trustDomain"] = ctx.mesh.central.cluster_domain
+    mixer_port = prof.mixer_port_secure if secure else prof.mixer_port
+    policy = ctx.enabled("istio-policy") or ctx.mesh.central.addresses.policy
+    if policy:
         config["mixerCheckServer"] = ctx.address("istio-policy", mixer_port, fqdn=True)
-    else:
-        config["disablePolicyChecks"] = True
+        config["policyCheckFailOpen"] = False
+    config["disablePolicyChecks"] = not policy
     if ctx.enabled("istio-telemetry") or ctx.mesh.central.addresses.telemetry:
         config["mixerReportServer"] = ctx.address("istio-telemetry", mixer_port, fqdn=True)
     return _yaml(config)
@@ -208,11 +235,14 @@ def _deployment(
     component: str,
     app: str,
     *,
+    upstream_app: str,
     replicas: int,
     container: Obj,
     volumes: list[Obj],
     node_selector: Mapping[str, str],
 ) -> Obj:
+    # The selector stays what gitmesh has always used (a Deployment's selector cannot
+    # change); the Deployment carries upstream's labels as well.
     labels = {"istio": app, "app": app}
     pod_spec: Obj = {
         "serviceAccountName": f"{name}-service-account",
@@ -221,19 +251,22 @@ def _deployment(
     }
     if node_selector:
         pod_spec["nodeSelector"] = dict(sorted(node_selector.items()))
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": _meta(ctx, name, component),
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels, "annotations": {"sidecar.istio.io/inject": "false"}},
-                "spec": pod_spec,
-            },
+    meta = _meta(ctx, name, component)
+    meta["labels"] = {"app": upstream_app, "istio": app, **meta["labels"]}
+    spec: Obj = {
+        "replicas": replicas,
+        "selector": {"matchLabels": labels},
+        "template": {
+            "metadata": {"labels": labels, "annotations": dict(_POD_ANNOTATIONS)},
+            "spec": pod_spec,
         },
     }
+    if ctx.profile.rolling_update:
+        spec["strategy"] = {
+            "type": "RollingUpdate",
+            "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+        }
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta, "spec": spec}
 
 
 def _service(ctx: _Ctx, name: str, component: str, app: str, ports: list[Obj]) -> Obj:
@@ -246,7 +279,9 @@ def _service(ctx: _Ctx, name: str, component: str, app: str, ports: list[Obj]) -
 
 
 def citadel(ctx: _Ctx) -> Component:
-    """Citadel, signing workload certificates with the central CA (Secret `cacerts`)."""
+    """Citadel, signing workload certificates with the remote's own intermediate CA
+    (Secret `cacerts`, minted from the central CA by the caller), or with the Secret the
+    spec names (`citadel.caSecretName`)."""
     conf = ctx.spec.citadel
     ca_secret = conf.ca_secret_name or CACERTS
     rules = [
@@ -261,6 +296,12 @@ def citadel(ctx: _Ctx) -> Component:
             "verbs": ["get", "watch", "list"],
         },
     ]
+    prof = ctx.profile
+    ns = ctx.namespace
+    dns_names = ",".join(
+        f"{account}.{ns}:{service}.{ns}"
+        for account, service in (n.split(":") for n in prof.citadel_custom_dns_names)
+    )
     container: Obj = {
         "name": "citadel",
         "image": conf.image or ctx.mesh.images.citadel,
@@ -269,9 +310,9 @@ def citadel(ctx: _Ctx) -> Component:
             "--append-dns-names=true",
             "--grpc-port=8060",
             "--grpc-hostname=citadel",
-            f"--citadel-storage-namespace={ctx.namespace}",
-            f"--custom-dns-names=istio-pilot-service-account.{ctx.namespace}:"
-            f"istio-pilot.{ctx.namespace}",
+            f"--citadel-storage-namespace={ns}",
+            f"--custom-dns-names={dns_names}",
+            *prof.citadel_extra_args,
             "--self-signed-ca=false",
             "--signing-cert=/etc/cacerts/ca-cert.pem",
             "--signing-key=/etc/cacerts/ca-key.pem",
@@ -280,13 +321,11 @@ def citadel(ctx: _Ctx) -> Component:
         ],
         "ports": [
             {"containerPort": 8060, "name": "grpc-citadel"},
-            {"containerPort": 9093, "name": "http-monitoring"},
+            {"containerPort": prof.monitoring_port, "name": "http-monitoring"},
         ],
+        "resources": ctx.resources_for(conf.resources),
         "volumeMounts": [{"name": "cacerts", "mountPath": "/etc/cacerts", "readOnly": True}],
     }
-    res = ctx.resources_for(conf.resources)
-    if res:
-        container["resources"] = res
     objects: list[Obj] = [*_rbac(ctx, CITADEL, "citadel", rules)]
     objects.append(
         _deployment(
@@ -294,6 +333,7 @@ def citadel(ctx: _Ctx) -> Component:
             CITADEL,
             "citadel",
             "citadel",
+            upstream_app="security",
             replicas=conf.replica_count
             if conf.replica_count is not None
             else ctx.mesh.replicas.citadel,
@@ -302,6 +342,7 @@ def citadel(ctx: _Ctx) -> Component:
             node_selector=conf.node_selector,
         )
     )
+    monitoring = prof.monitoring_port
     objects.append(
         _service(
             ctx,
@@ -310,12 +351,17 @@ def citadel(ctx: _Ctx) -> Component:
             "citadel",
             [
                 {"name": "grpc-citadel", "port": 8060, "targetPort": 8060, "protocol": "TCP"},
-                {"name": "http-monitoring", "port": 9093, "targetPort": 9093, "protocol": "TCP"},
+                {
+                    "name": "http-monitoring",
+                    "port": monitoring,
+                    "targetPort": monitoring,
+                    "protocol": "TCP",
+                },
             ],
         )
     )
     if conf.ca_secret_name is None:
-        if ctx.central.ca_data is None:
+        if ctx.cacerts is None:
             return Component(
                 "citadel",
                 error=ctx.central.ca_error
@@ -324,22 +370,6 @@ def citadel(ctx: _Ctx) -> Component:
                     "was not found; create it or set citadel.caSecretName"
                 ),
             )
-        data = ctx.central.ca_data
-        missing = [k for k in ("ca-cert.pem", "ca-key.pem") if k not in data]
-        if missing:
-            return Component(
-                "citadel",
-                error=(
-                    f"the central CA secret {ctx.mesh.namespace}/{ctx.mesh.central.ca_secret_name} "
-                    f"lacks {', '.join(missing)}"
-                ),
-            )
-        cacerts = {
-            "ca-cert.pem": data["ca-cert.pem"],
-            "ca-key.pem": data["ca-key.pem"],
-            "root-cert.pem": data.get("root-cert.pem", data["ca-cert.pem"]),
-            "cert-chain.pem": data.get("cert-chain.pem", data["ca-cert.pem"]),
-        }
         objects.insert(
             0,
             {
@@ -347,105 +377,98 @@ def citadel(ctx: _Ctx) -> Component:
                 "kind": "Secret",
                 "type": "Opaque",
                 "metadata": _meta(ctx, CACERTS, "citadel"),
-                "data": cacerts,
+                "data": dict(ctx.cacerts),
             },
         )
     return Component("citadel", tuple(objects))
 
 
+def _indent(text: str, spaces: int) -> str:
+    return "\n".join(" " * spaces + line for line in text.rstrip("\n").splitlines())
+
+
 def _injector_template(ctx: _Ctx) -> str:
-    """The sidecar template (Istio 1.0 format; `[[ ]]` is expanded per pod by the injector)."""
+    """The version's sidecar injection template (gitmesh/injection/<version>.yaml: the
+    chart's template with its default values; `[[ ]]` is expanded per pod by the injector)."""
     spec = ctx.spec
-    secure = spec.control_plane_security_enabled
-    proxy_res = ctx.resources_for(spec.proxy.resources)
-    res_yaml = _yaml({"resources": proxy_res} if proxy_res else {"resources": {}}).strip()
+    proxy_init = ctx.mesh.images.proxy_init
+    own = spec.proxy.resources or spec.default_resources
+    proxy_res = own.wire() if own else dict(ctx.profile.proxy_resources)
     core_dump = (
-        "\n  - name: enable-core-dump\n    image: busybox\n"
-        '    command: ["/bin/sh"]\n'
-        '    args: ["-c", "sysctl -w kernel.core_pattern=/var/lib/istio/core.proxy '
-        '&& ulimit -c unlimited"]\n    securityContext:\n      privileged: true'
+        "- name: enable-core-dump\n  args:\n  - -c\n"
+        "  - sysctl -w kernel.core_pattern=/var/lib/istio/core.proxy && ulimit -c unlimited\n"
+        f"  command:\n  - /bin/sh\n  image: {proxy_init}\n  imagePullPolicy: IfNotPresent\n"
+        "  resources: {}\n  securityContext:\n    privileged: true\n"
         if spec.proxy.enable_core_dump
         else ""
     )
-    return f"""initContainers:
-- name: istio-init
-  image: {ctx.mesh.images.proxy_init}
-  args:
-  - "-p"
-  - [[ .MeshConfig.ProxyListenPort ]]
-  - "-u"
-  - 1337
-  - "-m"
-  - [[ annotation .ObjectMeta `sidecar.istio.io/interceptionMode` .ProxyConfig.InterceptionMode ]]
-  - "-i"
-  - "[[ annotation .ObjectMeta `traffic.sidecar.istio.io/includeOutboundIPRanges` "{spec.include_ip_ranges}" ]]"
-  - "-x"
-  - "[[ annotation .ObjectMeta `traffic.sidecar.istio.io/excludeOutboundIPRanges` "{spec.exclude_ip_ranges}" ]]"
-  - "-b"
-  - "[[ annotation .ObjectMeta `traffic.sidecar.istio.io/includeInboundPorts` (includeInboundPorts .Spec.Containers) ]]"
-  imagePullPolicy: IfNotPresent
-  securityContext:
-    capabilities:
-      add:
-      - NET_ADMIN
-  restartPolicy: Always{core_dump}
-containers:
-- name: istio-proxy
-  image: [[ annotation .ObjectMeta `sidecar.istio.io/proxyImage` "{spec.proxy.image or ctx.mesh.images.proxy}" ]]
-  args:
-  - proxy
-  - sidecar
-  - --configPath
-  - [[ .ProxyConfig.ConfigPath ]]
-  - --binaryPath
-  - [[ .ProxyConfig.BinaryPath ]]
-  - --serviceCluster
-  - [[ .ProxyConfig.ServiceCluster ]]
-  - --drainDuration
-  - [[ formatDuration .ProxyConfig.DrainDuration ]]
-  - --parentShutdownDuration
-  - [[ formatDuration .ProxyConfig.ParentShutdownDuration ]]
-  - --discoveryAddress
-  - [[ .ProxyConfig.DiscoveryAddress ]]
-  - --connectTimeout
-  - [[ formatDuration .ProxyConfig.ConnectTimeout ]]
-  - --proxyAdminPort
-  - [[ .ProxyConfig.ProxyAdminPort ]]
-  - --controlPlaneAuthPolicy
-  - [[ annotation .ObjectMeta `sidecar.istio.io/controlPlaneAuthPolicy` "{"MUTUAL_TLS" if secure else "NONE"}" ]]
-  env:
-  - name: POD_NAME
-    valueFrom:
-      fieldRef:
-        fieldPath: metadata.name
-  - name: POD_NAMESPACE
-    valueFrom:
-      fieldRef:
-        fieldPath: metadata.namespace
-  - name: INSTANCE_IP
-    valueFrom:
-      fieldRef:
-        fieldPath: status.podIP
-  imagePullPolicy: IfNotPresent
-  securityContext:
-    readOnlyRootFilesystem: true
-    runAsUser: 1337
-  {res_yaml.replace(chr(10), chr(10) + "  ")}
-  volumeMounts:
-  - mountPath: /etc/istio/proxy
-    name: istio-envoy
-  - mountPath: /etc/certs/
-    name: istio-certs
-    readOnly: true
-volumes:
-- emptyDir:
-    medium: Memory
-  name: istio-envoy
-- name: istio-certs
-  secret:
-    optional: true
-    secretName: [[ printf "istio.%s" .Spec.ServiceAccountName ]]
-"""
+    values = {
+        "PROXY_INIT_IMAGE": proxy_init,
+        "PROXY_IMAGE": spec.proxy.image or ctx.mesh.images.proxy,
+        "INCLUDE_IP_RANGES": spec.include_ip_ranges,
+        "EXCLUDE_IP_RANGES": spec.exclude_ip_ranges,
+        "CORE_DUMP": core_dump,
+        # The charts drop readOnlyRootFilesystem when core dumps are on.
+        "READ_ONLY_ROOT": ""
+        if spec.proxy.enable_core_dump
+        else "    readOnlyRootFilesystem: true\n",
+        "PROXY_RESOURCES": _indent(_yaml(proxy_res), 4),
+        "REWRITE_APP_HTTP_PROBE": "true"
+        if spec.sidecar_injector.rewrite_app_http_probe
+        else "false",
+        "CLUSTER_DOMAIN": ctx.mesh.central.cluster_domain,
+    }
+    text = ctx.profile.injection_template
+    for key, value in values.items():
+        text = text.replace(f"@@{key}@@", value)
+    return text
+
+
+# The injector's probes: charts/sidecarInjectorWebhook/templates/deployment.yaml.
+_INJECTOR_PROBE: Obj = {
+    "exec": {
+        "command": [
+            "/usr/local/bin/sidecar-injector",
+            "probe",
+            "--probe-path=/health",
+            "--interval=4s",
+        ]
+    },
+    "initialDelaySeconds": 4,
+    "periodSeconds": 4,
+}
+
+
+def _webhook(ctx: _Ctx) -> Obj:
+    """The MutatingWebhookConfiguration under the name the injector patches its caBundle
+    into (its --webhookConfigName default): charts/sidecarInjectorWebhook/templates/
+    mutatingwebhook.yaml. The injectors of 1.0 and 1.1 speak AdmissionReview v1beta1."""
+    hook: Obj = {
+        "name": profiles.WEBHOOK_NAME,
+        "clientConfig": {
+            "service": {"name": INJECTOR, "namespace": ctx.namespace, "path": "/inject"}
+        },
+        "rules": [
+            {
+                "operations": ["CREATE"],
+                "apiGroups": [""],
+                "apiVersions": ["v1"],
+                "resources": ["pods"],
+            }
+        ],
+        "failurePolicy": "Fail",
+        "namespaceSelector": {"matchLabels": {resources.INJECTION: "enabled"}},
+        "sideEffects": "None",
+        "admissionReviewVersions": ["v1beta1"],
+    }
+    meta = _meta(ctx, profiles.WEBHOOK_CONFIG_NAME, "sidecarinjector", namespaced=False)
+    meta["labels"] = {"app": INJECTOR, **meta["labels"]}
+    return {
+        "apiVersion": ctx.webhook_api,
+        "kind": "MutatingWebhookConfiguration",
+        "metadata": meta,
+        "webhooks": [hook],
+    }
 
 
 def sidecarinjector(ctx: _Ctx) -> Component:
@@ -478,12 +501,10 @@ def sidecarinjector(ctx: _Ctx) -> Component:
             {"name": "certs", "mountPath": "/etc/istio/certs", "readOnly": True},
             {"name": "inject-config", "mountPath": "/etc/istio/inject", "readOnly": True},
         ],
+        "livenessProbe": dict(_INJECTOR_PROBE),
+        "readinessProbe": dict(_INJECTOR_PROBE),
+        "resources": ctx.resources_for(conf.resources),
     }
-    if conf.rewrite_app_http_probe:
-        container["args"].append("--rewriteAppHTTPProbe=true")
-    res = ctx.resources_for(conf.resources)
-    if res:
-        container["resources"] = res
     objects: list[Obj] = [*_rbac(ctx, INJECTOR, "sidecarinjector", rules)]
     objects.append(
         {
@@ -499,6 +520,7 @@ def sidecarinjector(ctx: _Ctx) -> Component:
             INJECTOR,
             "sidecarinjector",
             "sidecar-injector",
+            upstream_app=INJECTOR,
             replicas=conf.replica_count
             if conf.replica_count is not None
             else ctx.mesh.replicas.sidecar_injector,
@@ -523,35 +545,7 @@ def sidecarinjector(ctx: _Ctx) -> Component:
             [{"port": 443, "targetPort": 443, "protocol": "TCP"}],
         )
     )
-    objects.append(
-        {
-            "apiVersion": "admissionregistration.k8s.io/v1",
-            "kind": "MutatingWebhookConfiguration",
-            "metadata": _meta(
-                ctx, f"{INJECTOR}-{ctx.namespace}", "sidecarinjector", namespaced=False
-            ),
-            "webhooks": [
-                {
-                    "name": "sidecar-injector.istio.io",
-                    "clientConfig": {
-                        "service": {"name": INJECTOR, "namespace": ctx.namespace, "path": "/inject"}
-                    },
-                    "rules": [
-                        {
-                            "operations": ["CREATE"],
-                            "apiGroups": [""],
-                            "apiVersions": ["v1"],
-                            "resources": ["pods"],
-                        }
-                    ],
-                    "failurePolicy": "Fail",
-                    "sideEffects": "None",
-                    "admissionReviewVersions": ["v1beta1", "v1"],
-                    "namespaceSelector": {"matchLabels": {resources.INJECTION: "enabled"}},
-                }
-            ],
-        }
-    )
+    objects.append(_webhook(ctx))
     return Component("sidecarinjector", tuple(objects))
 
 
@@ -621,8 +615,15 @@ def services(ctx: _Ctx) -> tuple[Component, Mapping[str, tuple[str, ...]] | None
         ), None
     objects: list[Obj] = []
     snapshot: dict[str, tuple[str, ...]] = {}
+    warnings: list[str] = []
+    where = f"{ctx.mesh.namespace} on the central cluster"
     for entry in ctx.spec.enabled_services:
         ports = _ports(ctx, entry)
+        if not ports:
+            warnings.append(
+                f"enabled service {entry.name}: no Service {entry.name} in {where} and no "
+                "ports in the spec; the remote Service has no ports"
+            )
         svc_spec: Obj = {"clusterIP": "None"}
         if ports:
             svc_spec["ports"] = ports
@@ -643,6 +644,17 @@ def services(ctx: _Ctx) -> tuple[Component, Mapping[str, tuple[str, ...]] | None
                 if p.ready and p.ip and selectors.matches(reqs, p.labels)
             }
         addresses = [{"ip": ip} for ip in sorted(ips, key=_ip_key)]
+        if not addresses:
+            chosen = (
+                f"labelSelector {entry.label_selector}"
+                if entry.label_selector
+                else f"the selector of Service {entry.name}"
+            )
+            warnings.append(
+                f"enabled service {entry.name}: no ready pod in {where} matches "
+                + (chosen if reqs is not None else "anything (no Service, no labelSelector)")
+                + " and the spec lists no podIPs; its Endpoints are empty"
+            )
         endpoints: Obj = {
             "apiVersion": "v1",
             "kind": "Endpoints",
@@ -665,7 +677,7 @@ def services(ctx: _Ctx) -> tuple[Component, Mapping[str, tuple[str, ...]] | None
             if ep_ports
             else tuple(a["ip"] for a in addresses)
         )
-    return Component("services", tuple(objects)), snapshot
+    return Component("services", tuple(objects), warnings=tuple(warnings)), snapshot
 
 
 def endpoints(
@@ -675,9 +687,18 @@ def endpoints(
     return services(_Ctx(spec, mesh, central, specs.remote_namespace(spec, mesh)))
 
 
-def remote(spec: specs.RemoteIstio, mesh: specs.Mesh, central: Central) -> Rendered:
-    """The desired state of one remote."""
-    ctx = _Ctx(spec, mesh, central, specs.remote_namespace(spec, mesh))
+def remote(
+    spec: specs.RemoteIstio,
+    mesh: specs.Mesh,
+    central: Central,
+    *,
+    cacerts: Mapping[str, str] | None = None,
+    webhook_api: str = WEBHOOK_API,
+) -> Rendered:
+    """The desired state of one remote. `cacerts` is the remote's intermediate CA (the
+    caller keeps or mints it: `gitmesh.intermediate`); `webhook_api` the
+    admissionregistration version the remote serves."""
+    ctx = _Ctx(spec, mesh, central, specs.remote_namespace(spec, mesh), cacerts, webhook_api)
     svc, snapshot = services(ctx)
     components = (
         common(ctx),

@@ -7,13 +7,15 @@ so users can try their own mesh repositories against it.
 from __future__ import annotations
 
 import base64
+import datetime
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from gitmesh.localkube import Server, tlsgen
+from gitmesh import intermediate
+from gitmesh.localkube import Server
 from gitmesh.localkube.store import ApiError
 
 if TYPE_CHECKING:
@@ -158,7 +160,7 @@ def start(
         )
         for i in range(pods_per_service):
             add_istio_pod(server, central, service, i)
-    ca = tlsgen.generate(("istio-ca",))
+    ca = intermediate.self_signed_root("cluster.local", datetime.datetime.now(datetime.UTC))
     _create(
         server,
         central,
@@ -167,7 +169,7 @@ def start(
         {
             "metadata": {"name": CA_SECRET},
             "type": "istio.io/ca-root",
-            "data": {"ca-cert.pem": _b64(ca.ca_pem), "ca-key.pem": _b64(ca.key_pem)},
+            "data": ca,
         },
     )
     names = tuple(remotes)
@@ -177,4 +179,5 @@ def start(
         for ns in remote_namespaces:
             ensure_namespace(server, remote, ns)
         server.simulate_workloads(remote)
-    return Mesh(server=server, central=central, remotes=names, ca_key_pem=ca.key_pem)
+    key_pem = base64.b64decode(ca["ca-key.pem"])
+    return Mesh(server=server, central=central, remotes=names, ca_key_pem=key_pem)

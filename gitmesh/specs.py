@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import typing
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import (
@@ -17,6 +18,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ValidationInfo,
     field_validator,
 )
 from pydantic.alias_generators import to_camel
@@ -361,16 +363,75 @@ class Central(Strict):
     addresses: Addresses = Addresses()
 
 
+IstioVersion = Literal["1.0", "1.1"]
+SUPPORTED_VERSIONS: tuple[str, ...] = ("1.0", "1.1")
+_TAG_VERSION = re.compile(r"v?(\d+)\.(\d+)(?:[.-]|$)")
+
+
+def image_version(ref: str) -> str | None:
+    """The `major.minor` an image's tag names (`docker.io/istio/citadel:1.0.5` -> `1.0`), or
+    None for a digest or a tag that names no version (`latest`)."""
+    name = ref.split("@", 1)[0]
+    tag = name.rsplit(":", 1)[1] if ":" in name.rsplit("/", 1)[-1] else ""
+    found = _TAG_VERSION.match(tag)
+    return f"{found[1]}.{found[2]}" if found else None
+
+
 class Mesh(Strict):
     """`mesh.yaml`: mesh-wide settings and defaults."""
 
     api_version: Literal["gitmesh.io/v1alpha1"]
     kind: Literal["Mesh"]
+    # Which Istio the remotes run; by default read from the image tags.
+    istio_version: IstioVersion | None = None
     namespace: DnsLabel = "istio-system"
     status_branch: str = "gitmesh/status"
-    images: Images = Images()
+    images: Images = Field(default_factory=Images, validate_default=True)
     replicas: ReplicaDefaults = ReplicaDefaults()
     central: Central = Central()
+
+    @field_validator("images")
+    @classmethod
+    def _one_version(cls, images: Images, info: ValidationInfo) -> Images:
+        explicit = info.data.get("istio_version")
+        tagged = {
+            field: image_version(str(ref))
+            for field, ref in images.model_dump(by_alias=True).items()
+        }
+        known = {v for v in tagged.values() if v}
+        if explicit:
+            wrong = {f: v for f, v in tagged.items() if v and v != explicit}
+            if wrong:
+                field, version = sorted(wrong.items())[0]
+                raise ValueError(
+                    f"images.{field} is tagged {version} but istioVersion is {explicit}; "
+                    "every component must run the same Istio"
+                )
+            return images
+        if len(known) > 1:
+            raise ValueError(
+                "the images name different Istio versions "
+                f"({', '.join(f'{f}: {v}' for f, v in sorted(tagged.items()) if v)}); "
+                "every component must run the same Istio"
+            )
+        if not known:
+            raise ValueError(
+                "no image tag names an Istio version; set istioVersion "
+                f"({' or '.join(repr(v) for v in SUPPORTED_VERSIONS)})"
+            )
+        (version,) = known
+        if version not in SUPPORTED_VERSIONS:
+            raise ValueError(
+                f"the images are Istio {version}; gitmesh renders RemoteIstio for Istio "
+                f"{' and '.join(SUPPORTED_VERSIONS)}"
+            )
+        return images
+
+    @property
+    def version(self) -> IstioVersion:
+        """The Istio version the remotes run (validated: explicit or from the tags)."""
+        tagged = (image_version(str(ref)) for ref in self.images.model_dump().values())
+        return self.istio_version or typing.cast(IstioVersion, next(v for v in tagged if v))
 
     @field_validator("status_branch")
     @classmethod

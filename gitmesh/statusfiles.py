@@ -34,6 +34,8 @@ class ComponentReport:
     deleted: int = 0
     error: str | None = None
     seconds: float = 0.0  # for metrics; never written to the branch
+    # What works but is probably not what was meant (an enabled service nothing backs).
+    warnings: tuple[str, ...] = ()
 
     @property
     def changed(self) -> int:
@@ -173,6 +175,8 @@ def _status(
         entry: dict[str, Any] = {"state": comp.state, "objects": comp.objects}
         if comp.error:
             entry["error"] = errors.one_line(comp.error, limit=ERROR_LIMIT)
+        if comp.warnings:
+            entry["warnings"] = [errors.one_line(w, limit=ERROR_LIMIT) for w in comp.warnings]
         if comp.changed:
             entry["lastChange"] = {
                 "revision": revision,
@@ -201,6 +205,11 @@ def _status(
     }
     if remote.message:
         status["message"] = _message(remote)
+    warnings = [
+        w for c in components.values() if isinstance(c, dict) for w in c.get("warnings") or ()
+    ]
+    if warnings:
+        status["warnings"] = warnings
     if remote.error:
         status["lastError"] = errors.one_line(remote.error, limit=ERROR_LIMIT)
     return status
@@ -291,6 +300,7 @@ def read_status(files: Mapping[str, bytes]) -> list[dict[str, Any]]:
                 "sourceRevision": status.get("sourceRevision", ""),
                 "endpoints": sum(len(v or []) for v in eps.values()),
                 "message": status.get("message", ""),
+                "warnings": [str(w) for w in status.get("warnings") or ()],
             }
         )
     return rows

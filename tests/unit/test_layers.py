@@ -17,6 +17,7 @@ PURE = {
     "gitmesh.yamlload",
     "gitmesh.meshrepo",
     "gitmesh.render",
+    "gitmesh.profiles",
     "gitmesh.plan",
     "gitmesh.statusfiles",
     "gitmesh.schema",

@@ -31,7 +31,21 @@ CENTRAL = render.Central(
     },
     ca_data={"ca-cert.pem": "Y2VydA==", "ca-key.pem": "a2V5"},
 )
+# What the caller hands render as the remote's intermediate CA (gitmesh.intermediate).
+CACERTS = dict.fromkeys(("ca-cert.pem", "ca-key.pem", "root-cert.pem", "cert-chain.pem"), "eA==")
 Obj = dict[str, Any]
+
+
+def istio_1_1(doc: Obj) -> None:
+    """mesh.yaml for Istio 1.1: the version, and images that agree with it."""
+    doc["istioVersion"] = "1.1"
+    doc["images"] = {k: v.replace(":1.0.5", ":1.1.0") for k, v in doc["images"].items()}
+
+
+# Fields only a later Istio honours are tried on a mesh of that version.
+MESH_FOR_FIELD: dict[str, Callable[[Obj], None]] = {
+    "spec.sidecarInjector.rewriteAppHTTPProbe": istio_1_1,
+}
 
 
 def rendered(
@@ -44,7 +58,10 @@ def rendered(
     if mesh_change:
         mesh_change(mesh)
     out = render.remote(
-        specs.RemoteIstio.model_validate(spec), specs.Mesh.model_validate(mesh), CENTRAL
+        specs.RemoteIstio.model_validate(spec),
+        specs.Mesh.model_validate(mesh),
+        CENTRAL,
+        cacerts=CACERTS,
     )
     objs = [o for c in out.components for o in c.objects]
     injection = next(c for c in out.components if c.name == "injection")
@@ -183,9 +200,8 @@ SPEC_CASES: list[tuple[str, Callable[[Obj], None], Callable[[list[Obj]], bool]]]
         "spec.controlPlaneSecurityEnabled",
         spec_set("spec.controlPlaneSecurityEnabled", True),
         lambda o: (
-            "MUTUAL_TLS" in mesh_config(o)
-            and "istio-pilot.istio-system:15011" in mesh_config(o)
-            and "MUTUAL_TLS" in injector_config(o)
+            "controlPlaneAuthPolicy: MUTUAL_TLS" in mesh_config(o)
+            and "istio-pilot.istio-system:15005" in mesh_config(o)
         ),
     ),
     (
@@ -211,7 +227,8 @@ SPEC_CASES: list[tuple[str, Callable[[Obj], None], Callable[[list[Obj]], bool]]]
         spec_set("spec.citadel.resources", RESOURCES),
         lambda o: (
             container(o, "istio-citadel")["resources"] == RESOURCES
-            and "resources" not in container(o, "istio-sidecar-injector")
+            # the others keep the charts' global.defaultResources
+            and container(o, "istio-sidecar-injector")["resources"] == {"requests": {"cpu": "10m"}}
         ),
     ),
     (
@@ -261,7 +278,7 @@ SPEC_CASES: list[tuple[str, Callable[[Obj], None], Callable[[list[Obj]], bool]]]
     (
         "spec.sidecarInjector.rewriteAppHTTPProbe",
         spec_set("spec.sidecarInjector.rewriteAppHTTPProbe", True),
-        lambda o: "--rewriteAppHTTPProbe=true" in container(o, "istio-sidecar-injector")["args"],
+        lambda o: "rewriteAppHTTPProbe: true" in injector_config(o),
     ),
     (
         "spec.proxy.image",
@@ -330,6 +347,11 @@ MESH_CASES: list[tuple[str, Callable[[Obj], None], Callable[[list[Obj]], bool]]]
         spec_set("central.addresses.zipkin", "zipkin.example:9411"),
         lambda o: "zipkinAddress: zipkin.example:9411" in mesh_config(o),
     ),
+    (
+        "istioVersion",
+        istio_1_1,
+        lambda o: "istio-pilot.istio-system:15010" in mesh_config(o),
+    ),
 ]
 
 
@@ -338,7 +360,8 @@ def test_remoteistio_field_takes_effect(
     field: str, change: Callable[[Obj], None], shows: Callable[[list[Obj]], bool]
 ) -> None:
     """Changing the field changes the rendered objects where the README says it does."""
-    before, after = rendered(), rendered(spec_change=change)
+    mesh = MESH_FOR_FIELD.get(field)
+    before, after = rendered(mesh_change=mesh), rendered(spec_change=change, mesh_change=mesh)
     assert not holds(shows, before), f"{field}: the check passes without the change"
     assert holds(shows, after), f"{field} did not take effect"
 

@@ -1,0 +1,203 @@
+"""An intermediate CA per remote, signed by the central CA: the remote's `cacerts`.
+
+Istio's "plug in CA certificates" layout: `ca-cert.pem` and `ca-key.pem` are the remote's
+own intermediate (citadel signs workload certificates with them), `root-cert.pem` is the
+central root, `cert-chain.pem` runs from the intermediate up to that root. The central
+key never leaves central: a compromised remote holds only its own intermediate, which
+the central CA can stop renewing.
+
+`keep` decides whether a remote's current `cacerts` is still good (signed by today's
+central CA, for this remote, its key matching, far enough from expiry), so a no-op pass
+writes nothing; `mint` makes a new one. Keys are RSA (PKCS#1), as citadel 1.0 and 1.1
+read them (security/pkg/pki/util/crypto.go, keycertbundle.go at istio 1.0.5).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
+
+LIFETIME = datetime.timedelta(days=365)
+RENEW_BEFORE = datetime.timedelta(days=30)  # renewed once less than this is left
+KEY_SIZE = 2048
+ORGANIZATION = "gitmesh"
+KEYS = ("ca-cert.pem", "ca-key.pem", "root-cert.pem", "cert-chain.pem")
+
+
+class CAError(ValueError):
+    """The central CA material cannot sign (missing, unparsable, not a CA)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Signer:
+    """The central CA: the certificate and key that sign, and the chain up to the root."""
+
+    cert: x509.Certificate
+    key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+    chain_pem: bytes  # from the signer up to (and including) the root
+    root_pem: bytes
+
+    @classmethod
+    def from_secret(cls, data: Mapping[str, str]) -> Signer:
+        """From the base64 data of the central CA Secret (Istio's `istio-ca-secret` or a
+        plugged-in `cacerts`)."""
+        try:
+            cert_pem = base64.b64decode(data["ca-cert.pem"])
+            key_pem = base64.b64decode(data["ca-key.pem"])
+            cert = x509.load_pem_x509_certificate(cert_pem)
+            key = serialization.load_pem_private_key(key_pem, password=None)
+        except KeyError as e:
+            raise CAError(f"lacks {e.args[0]}") from None
+        except ValueError as e:
+            raise CAError(f"cannot be read: {e}") from None
+        if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+            raise CAError("its key is neither RSA nor EC")
+        if key.public_key() != cert.public_key():
+            raise CAError("ca-key.pem is not the key of ca-cert.pem")
+        root_pem = base64.b64decode(data.get("root-cert.pem") or "") or cert_pem
+        chain_pem = base64.b64decode(data.get("cert-chain.pem") or "") or cert_pem
+        if root_pem.strip() not in chain_pem:
+            chain_pem = chain_pem.rstrip(b"\n") + b"\n" + root_pem
+        return cls(cert, key, chain_pem, root_pem)
+
+
+def _name(remote: str) -> x509.Name:
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, ORGANIZATION),
+            x509.NameAttribute(NameOID.COMMON_NAME, f"Intermediate CA for remote {remote}"),
+        ]
+    )
+
+
+def _ca_builder(
+    *,
+    subject: x509.Name,
+    key: rsa.RSAPrivateKey,
+    issuer: x509.Name,
+    signer_key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey,
+    not_before: datetime.datetime,
+    not_after: datetime.datetime,
+    path_length: int | None,
+) -> x509.Certificate:
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(signer_key.public_key()),
+            critical=False,
+        )
+        .sign(signer_key, hashes.SHA256())
+    )
+
+
+def _pem_key(key: rsa.RSAPrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+
+
+def _b64(pems: Mapping[str, bytes]) -> dict[str, str]:
+    return {k: base64.b64encode(v).decode() for k, v in pems.items()}
+
+
+def mint(signer: Signer, remote: str, now: datetime.datetime) -> dict[str, str]:
+    """A new intermediate CA for `remote`: the `cacerts` data, base64 as Secrets hold it."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=KEY_SIZE)
+    cert = _ca_builder(
+        subject=_name(remote),
+        key=key,
+        issuer=signer.cert.subject,
+        signer_key=signer.key,
+        not_before=now - datetime.timedelta(minutes=5),
+        not_after=min(now + LIFETIME, signer.cert.not_valid_after_utc),
+        path_length=0,
+    )
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+    return _b64(
+        {
+            "ca-cert.pem": cert_pem,
+            "ca-key.pem": _pem_key(key),
+            "root-cert.pem": signer.root_pem,
+            "cert-chain.pem": cert_pem + signer.chain_pem,
+        }
+    )
+
+
+def self_signed_root(organization: str, now: datetime.datetime) -> dict[str, str]:
+    """A root CA as Istio's self-signed citadel keeps it in `istio-ca-secret`
+    (`ca-cert.pem`, `ca-key.pem`): for the demo and tests."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=KEY_SIZE)
+    name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization)])
+    cert = _ca_builder(
+        subject=name,
+        key=key,
+        issuer=name,
+        signer_key=key,
+        not_before=now,
+        not_after=now + 10 * LIFETIME,
+        path_length=None,
+    )
+    return _b64(
+        {"ca-cert.pem": cert.public_bytes(serialization.Encoding.PEM), "ca-key.pem": _pem_key(key)}
+    )
+
+
+def keep(
+    current: Mapping[str, str] | None, signer: Signer, remote: str, now: datetime.datetime
+) -> bool:
+    """Whether a remote's `cacerts` data can stay as it is."""
+    if not current or set(current) != set(KEYS):
+        return False
+    try:
+        pems = {k: base64.b64decode(current[k]) for k in KEYS}
+        cert = x509.load_pem_x509_certificate(pems["ca-cert.pem"])
+        key = serialization.load_pem_private_key(pems["ca-key.pem"], password=None)
+    except ValueError:
+        return False
+    if pems["root-cert.pem"] != signer.root_pem or not pems["cert-chain.pem"].startswith(
+        pems["ca-cert.pem"]
+    ):
+        return False
+    if cert.subject != _name(remote) or cert.issuer != signer.cert.subject:
+        return False
+    if not isinstance(key, rsa.RSAPrivateKey) or key.public_key() != cert.public_key():
+        return False
+    if cert.not_valid_after_utc - now < RENEW_BEFORE or cert.not_valid_before_utc > now:
+        return False
+    try:
+        cert.verify_directly_issued_by(signer.cert)
+    except (InvalidSignature, ValueError, TypeError):
+        return False
+    return True
