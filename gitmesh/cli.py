@@ -452,6 +452,100 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_join(args: argparse.Namespace) -> int:
+    """Give gitmesh its own, least-privilege access to a remote (gitmesh.access)."""
+    import datetime
+
+    from gitmesh import access, kubeconfigs
+    from gitmesh.cluster import Cluster
+
+    path: Path = args.kubeconfig
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise GitmeshError(f"--kubeconfig {path}: {e.strerror or e}") from None
+    config = kubeconfigs.parse(text, where=str(path))
+    if args.context:
+        if args.context not in {c.get("name") for c in config.get("contexts") or []}:
+            raise GitmeshError(f"--kubeconfig {path} has no context {args.context!r}")
+        config["current-context"] = args.context
+    cluster, _ = kubeconfigs.current(config)
+    remote = Cluster(args.name, config, timeout=args.request_timeout)
+    central = _central(args)
+    if remote.server == central.server:
+        raise GitmeshError(
+            f"{args.name}: the remote's server is the central cluster's ({central.server})"
+        )
+    with remote, central:
+        done = access.join(
+            args.name,
+            remote,
+            cluster,
+            central,
+            args.namespace,
+            lifetime=datetime.timedelta(seconds=args.token_ttl),
+            dry_run=args.dry_run,
+        )
+    for line in done:
+        print(line)
+    return 0
+
+
+def _remote_name(text: str) -> str:
+    from gitmesh import specs
+
+    try:
+        return specs.dns_label(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _add_join(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "join",
+        help="give gitmesh its own access to a remote: a ServiceAccount, least-privilege "
+        "RBAC, a renewed token in the kubeconfig Secret on central",
+    )
+    p.add_argument("name", type=_remote_name, help="the remote's name (remotes/NAME.yaml)")
+    p.add_argument(
+        "--kubeconfig",
+        type=Path,
+        required=True,
+        help="an admin kubeconfig of the remote, used once and never stored",
+    )
+    p.add_argument("--context", help="the context of --kubeconfig (default: its current one)")
+    p.add_argument(
+        "--central-kubeconfig",
+        type=Path,
+        default=_env("CENTRAL_KUBECONFIG"),
+        help="kubeconfig of the central cluster (default: as kubectl finds one)",
+    )
+    p.add_argument("--central-context", default=_env("CENTRAL_CONTEXT"))
+    p.add_argument(
+        "--namespace",
+        default=_env("NAMESPACE") or "istio-system",
+        help="central namespace of the kubeconfig Secret (default: istio-system)",
+    )
+    p.add_argument(
+        "--token-ttl",
+        type=_duration(minimum=600.0),
+        default="720h",
+        metavar="DURATION",
+        help="lifetime of gitmesh's token; reconcile renews it when a third is left "
+        "(default: 720h, at least 10m)",
+    )
+    p.add_argument(
+        "--request-timeout",
+        type=_duration(minimum=0.1),
+        default=_env("REQUEST_TIMEOUT") or "30s",
+        metavar="DURATION",
+    )
+    p.add_argument(
+        "--dry-run", action="store_true", help="send every write as a server-side dry run"
+    )
+    p.set_defaults(func=cmd_join)
+
+
 def _version() -> str:
     try:
         return importlib.metadata.version("gitmesh")
@@ -561,6 +655,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["text", "json"], default="text")
     p.set_defaults(func=cmd_status)
 
+    _add_join(sub)
     _add_localkube(sub)
     _add_demo(sub)
     return parser

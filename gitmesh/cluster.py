@@ -280,6 +280,29 @@ class Cluster:
                     out.append(Resource(gv, r["kind"], r["name"], True))
         return out
 
+    def request_token(
+        self, namespace: str, account: str, seconds: int, *, dry_run: bool = False
+    ) -> Obj:
+        """A TokenRequest for a ServiceAccount (authentication.k8s.io/v1)."""
+        body = {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {"expirationSeconds": seconds},
+        }
+        out: Obj = self._call(
+            "POST",
+            f"/api/v1/namespaces/{namespace}/serviceaccounts/{account}/token",
+            body=body,
+            query={"dryRun": "All"} if dry_run else None,
+            what=f"request a token for {namespace}/{account} on {self.name}",
+        )
+        return out
+
+    def served_versions(self, group: str) -> builtins.list[str]:
+        """The versions of an API group the server serves (discovery: /apis/GROUP)."""
+        doc = self._call("GET", f"/apis/{group}", what=f"discover {group} on {self.name}")
+        return [str(v.get("version")) for v in doc.get("versions") or []]
+
     def get(self, res: Resource, namespace: str | None, name: str) -> Obj:
         """One object (NotFound when missing)."""
         obj: Obj = self._call(

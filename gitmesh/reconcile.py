@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from gitmesh import (
+    access,
     errors,
     intermediate,
     inventory,
@@ -48,6 +49,7 @@ from gitmesh import (
     specs,
 )
 from gitmesh.cluster import Cluster
+from gitmesh.resources import Resource
 from gitmesh.statusfiles import ComponentReport, PassReport, RemoteReport
 
 Obj = dict[str, Any]
@@ -248,27 +250,52 @@ def _connected(
 class _Observed:
     by_component: dict[str, list[Obj]]
     namespaces: list[Obj]
+    kinds: Mapping[str, Resource]  # where each kind lives on this remote
+
+
+def _served_webhook(remote: Cluster) -> Resource:
+    """The MutatingWebhookConfiguration resource of a remote that does not serve v1 (older
+    than Kubernetes 1.16), from its discovery."""
+    group = resources.WEBHOOK.api_version.split("/")[0]
+    served = remote.served_versions(group)
+    if "v1beta1" in served:
+        return resources.WEBHOOK_V1BETA1
+    raise errors.ClusterError(
+        f"{remote.name} serves {group} at {', '.join(served) or 'no version'}; gitmesh "
+        "writes the sidecar injector's webhook at v1 or v1beta1"
+    )
 
 
 def observe_remote(remote: Cluster, name: str) -> _Observed:
     """Everything gitmesh manages on the remote: one LIST per kind, plus namespaces."""
     by_component: dict[str, list[Obj]] = {}
     selector = resources.owner_selector(name)
+    kinds = dict(resources.BY_KIND)
     for res in resources.MANAGED:
-        for obj in remote.list(res, label_selector=selector)[0]:
+        try:
+            listed = remote.list(res, label_selector=selector)[0]
+        except errors.NotFound:
+            if res != resources.WEBHOOK:
+                raise
+            older = kinds[res.kind] = _served_webhook(remote)
+            listed = remote.list(older, label_selector=selector)[0]
+        for obj in listed:
             comp = (obj["metadata"].get("labels") or {}).get(resources.COMPONENT, "")
             by_component.setdefault(comp, []).append(obj)
     namespaces, _ = remote.list(resources.NAMESPACE)
-    return _Observed(by_component, namespaces)
+    return _Observed(by_component, namespaces, kinds)
 
 
 class _Applier:
     """Applies planned items to one remote, re-planning an object after a conflict."""
 
-    def __init__(self, remote: Cluster, name: str, settings: Settings) -> None:
+    def __init__(
+        self, remote: Cluster, name: str, settings: Settings, kinds: Mapping[str, Resource]
+    ) -> None:
         self.remote = remote
         self.name = name
         self.settings = settings
+        self.kinds = kinds
 
     def apply(self, item: plan.Item, desired: Obj | None) -> str:
         """Apply one item; returns what was done: created, patched, deleted or unchanged."""
@@ -287,7 +314,7 @@ class _Applier:
         )
 
     def _once(self, item: plan.Item) -> str:
-        res = resources.BY_KIND[item.ref.kind]
+        res = self.kinds[item.ref.kind]
         ns = item.ref.namespace or None
         dry = self.settings.dry_run
         if item.action == "create" and item.body is not None:
@@ -311,7 +338,7 @@ class _Applier:
         return "unchanged"
 
     def _replan(self, item: plan.Item, desired: Obj | None) -> plan.Item:
-        res = resources.BY_KIND[item.ref.kind]
+        res = self.kinds[item.ref.kind]
         try:
             current = self.remote.get(res, item.ref.namespace or None, item.ref.name)
         except errors.NotFound:
@@ -425,11 +452,17 @@ def reconcile_remote(
         config, secret = credentials(name, central, namespace, settings)
         refuse_central(name, config, central)
         with _connected(connect, name, config, settings) as remote:
+            if secret is not None and not (settings.plan_only or settings.dry_run):
+                secret = _renewed(name, remote, config, central, secret)
             observed = observe_remote(remote, name)
             rendered = render.remote(
-                spec, mesh, central_state, cacerts=_cacerts(spec, central_state, observed)
+                spec,
+                mesh,
+                central_state,
+                cacerts=_cacerts(spec, central_state, observed),
+                webhook_api=observed.kinds[resources.WEBHOOK.kind].api_version,
             )
-            applier = _Applier(remote, name, settings)
+            applier = _Applier(remote, name, settings, observed.kinds)
             reports: list[ComponentReport] = []
             all_items: list[plan.Item] = []
             failure: str | None = None
@@ -513,6 +546,22 @@ def reconcile_remote(
     )
 
 
+def _renewed(
+    name: str, remote: Cluster, config: Mapping[str, Any], central: Cluster, secret: Obj
+) -> Obj:
+    """The kubeconfig Secret, its token renewed when `gitmesh join` wrote it and it is due
+    (gitmesh.access). Best effort: the old token still works until it expires."""
+    try:
+        now = datetime.datetime.now(datetime.UTC)
+        renewed = access.renew(
+            name, remote=remote, config=config, central=central, current=secret, now=now
+        )
+    except errors.ClusterError as e:
+        logs.get().warning("cannot renew gitmesh's token", extra={"remote": name, "error": str(e)})
+        return secret
+    return renewed or secret
+
+
 def _set_multicluster(central: Cluster, secret: Obj, on: bool) -> None:
     """Label the kubeconfig Secret so the central pilot discovers the remote registry
     (on), or remove the label when the remote leaves the mesh (off). Best effort: a
@@ -565,7 +614,7 @@ def prune_remote(
         refuse_central(name, config, central)
         with _connected(connect, name, config, settings) as remote:
             observed = observe_remote(remote, name)
-            applier = _Applier(remote, name, settings)
+            applier = _Applier(remote, name, settings, observed.kinds)
             items: list[plan.Item] = []
             for comp_name in reversed(resources.COMPONENTS):
                 if comp_name == "injection":
@@ -845,7 +894,7 @@ def _endpoints(
             items = [
                 i for i in plan.component("services", desired, current) if i.action != "delete"
             ]
-            applier = _Applier(remote, name, settings)
+            applier = _Applier(remote, name, settings, resources.BY_KIND)
             by_ref = {plan.Ref.of(o): o for o in desired}
             patched = sum(
                 1 for i in items if i.changes and applier.apply(i, by_ref.get(i.ref)) != "unchanged"

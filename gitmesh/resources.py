@@ -60,6 +60,11 @@ MANAGED: tuple[Resource, ...] = (
     ),
 )
 BY_KIND: Mapping[str, Resource] = {r.kind: r for r in (*MANAGED, NAMESPACE, POD, LEASE)}
+WEBHOOK = BY_KIND["MutatingWebhookConfiguration"]
+# What a cluster older than Kubernetes 1.16 serves instead (the Istio 1.0/1.1 era).
+WEBHOOK_V1BETA1 = Resource(
+    "admissionregistration.k8s.io/v1beta1", WEBHOOK.kind, WEBHOOK.plural, WEBHOOK.namespaced
+)
 
 
 def of(obj: Mapping[str, Any]) -> Resource:

@@ -247,7 +247,7 @@ class _Handler(BaseHTTPRequestHandler):
             query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query))
             verb, resource = self._classify(route, query)
             self.owner.apply_faults(self, cluster, verb, resource)
-            self._authenticate()
+            self._authenticate(route.store)
             self._dispatch(route, query)
         except _Dropped:
             self._status = 0
@@ -259,11 +259,14 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             record()
 
-    def _authenticate(self) -> None:
+    def _authenticate(self, store: Store) -> None:
+        """The server's token, or one the target cluster issued (TokenRequest) that has
+        not expired. Authenticated is authorized: localkube has no RBAC."""
         token = self.owner.token
         if token is None:
             return
-        if self.headers.get("Authorization", "") != f"Bearer {token}":
+        given = self.headers.get("Authorization", "").removeprefix("Bearer ")
+        if not (given == token or store.token_subject(given)):
             raise ApiError(401, "Unauthorized", "Unauthorized")
 
     # -- routing -------------------------------------------------------------------------
@@ -287,7 +290,13 @@ class _Handler(BaseHTTPRequestHandler):
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         name = rest[1] if len(rest) > 1 else ""
         sub = rest[2] if len(rest) > 2 else ""
-        if sub and not (sub == "status" and kind.status_subresource) and sub != "finalize":
+        token = sub == "token" and kind.resource == "serviceaccounts"
+        if (
+            sub
+            and not (sub == "status" and kind.status_subresource)
+            and sub != "finalize"
+            and not token
+        ):
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         if len(rest) > 3:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
@@ -381,6 +390,8 @@ class _Handler(BaseHTTPRequestHandler):
             )
         elif method == "POST" and not name:
             self._send(201, store.create(kind, namespace, self._body(), dry_run=dry_run))
+        elif method == "POST" and sub == "token":
+            self._send(201, store.request_token(namespace, name, self._body(), dry_run=dry_run))
         elif method == "PUT" and name:
             self._send(
                 200,

@@ -18,6 +18,8 @@ from __future__ import annotations
 import base64
 import builtins
 import copy
+import dataclasses
+import datetime
 import ipaddress
 import itertools
 import json
@@ -157,6 +159,7 @@ class Store:
         self.kinds: dict[tuple[str, str, str], Kind] = {}
         self.objects: dict[tuple[str, str], dict[Key, Obj]] = {}
         self.on_commit: list[Callable[[Event], None]] = []
+        self.tokens: dict[str, tuple[str, str, datetime.datetime]] = {}
         self._ips = (
             str(ip) for ip in itertools.islice(ipaddress.ip_network(service_cidr).hosts(), 1, None)
         )
@@ -185,6 +188,58 @@ class Store:
         if found is None:
             raise ApiError(404, "NotFound", "the server could not find the requested resource", {})
         return found
+
+    # -- service account tokens ------------------------------------------------------------
+
+    def request_token(self, namespace: str, name: str, body: Any, *, dry_run: bool) -> Obj:
+        """TokenRequest (serviceaccounts/token): a random token for an existing
+        ServiceAccount, valid for spec.expirationSeconds (at least 10 minutes, as
+        kube-apiserver requires; default one hour)."""
+        self.get(self.kind("", "v1", "serviceaccounts"), namespace, name)
+        spec = (body or {}).get("spec") or {}
+        seconds = int(spec.get("expirationSeconds") or 3600)
+        if seconds < 600:
+            raise invalid(
+                self.kind("", "v1", "serviceaccounts"),
+                name,
+                [("spec.expirationSeconds", "may not specify a duration less than 10 minutes")],
+            )
+        expires = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=seconds)
+        token = "" if dry_run else f"localkube-{secrets.token_urlsafe(24)}"
+        if token:
+            with self.lock:
+                self.tokens[token] = (namespace, name, expires)
+        return {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"expirationSeconds": seconds, "audiences": []},
+            "status": {
+                "token": token,
+                "expirationTimestamp": expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            },
+        }
+
+    def token_subject(self, token: str) -> str | None:
+        """`system:serviceaccount:NS:NAME` for a live token this cluster issued."""
+        with self.lock:
+            found = self.tokens.get(token)
+            if found is None or found[2] <= datetime.datetime.now(datetime.UTC):
+                return None
+            namespace, name, _ = found
+            if (namespace, name) not in self.objects[("", "serviceaccounts")]:
+                return None  # deleting the ServiceAccount invalidates its tokens
+        return f"system:serviceaccount:{namespace}:{name}"
+
+    def serve_only(self, group: str, resource: str, version: str) -> None:
+        """Serve `resource` of `group` at `version` alone, as an older Kubernetes does
+        (admissionregistration.k8s.io was v1beta1 only before 1.16): for clients that must
+        follow discovery."""
+        with self.lock:
+            found = [k for k in self.kinds.values() if (k.group, k.resource) == (group, resource)]
+            for k in found:
+                del self.kinds[(k.group, k.version, k.resource)]
+            self._register(dataclasses.replace(found[0], version=version))
 
     def served(self) -> list[Kind]:
         """Every served kind."""

@@ -1,0 +1,165 @@
+"""`gitmesh join`: gitmesh's own least-privilege access to a remote, through the CLI as a
+user types it, on both backends (on kube-apiserver, RBAC really decides)."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from gitmesh import access, cli
+from gitmesh.cluster import Cluster
+from gitmesh.errors import Forbidden
+from tests.integration.conftest import TOKEN, World
+
+EU = "remote-eu"
+NS = "istio-system"
+
+
+def admin_kubeconfig(world: World, name: str) -> Path:
+    path = world.tmp / f"{name}-admin.kubeconfig"
+    world.server.write_kubeconfig(path, name)
+    return path
+
+
+def join(world: World, *extra: str) -> int:
+    return cli.main(
+        [
+            "join",
+            EU,
+            "--kubeconfig",
+            str(admin_kubeconfig(world, EU)),
+            "--central-kubeconfig",
+            str(world.tmp / "central.kubeconfig"),
+            *extra,
+        ]
+    )
+
+
+def stored(world: World) -> tuple[dict[str, Any], dict[str, Any]]:
+    secret = world.get("central", "secrets", NS, EU)
+    config = yaml.safe_load(base64.b64decode(secret["data"][EU]))
+    return secret, config
+
+
+@pytest.fixture
+def joined(world: World, capsys: pytest.CaptureFixture[str]) -> World:
+    """remote-eu's sandbox Secret (an admin token, as people paste them) replaced by what
+    `gitmesh join` writes."""
+    world.args  # writes central.kubeconfig  # noqa: B018
+    store = world.store("central")
+    store.delete(store.kind("", "v1", "secrets"), NS, EU)
+    assert join(world) == 0, capsys.readouterr().err
+    return world
+
+
+def test_join_stores_a_token_of_its_own_and_reconcile_uses_it(
+    joined: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = capsys.readouterr().out
+    assert f"Secret {NS}/{EU} on central: created" in out
+    assert "ClusterRole gitmesh-remote on remote-eu: created" in out
+    secret, config = stored(joined)
+    user = config["users"][0]["user"]
+    assert set(user) == {"token"} and user["token"] != TOKEN  # never the admin credentials
+    assert TOKEN not in base64.b64decode(secret["data"][EU]).decode()
+    expires = datetime.datetime.fromisoformat(secret["metadata"]["annotations"][access.EXPIRES])
+    left = expires - datetime.datetime.now(datetime.UTC)
+    assert datetime.timedelta(days=29) < left <= datetime.timedelta(days=30)
+    assert joined.reconcile() == 0
+    assert joined.status()[f"status/{EU}.yaml"]["state"] == "Available"
+
+
+def test_the_cluster_role_is_what_a_run_sends(joined: World) -> None:
+    """Every (resource, verb) gitmesh sends to the remote over a first pass into a missing
+    namespace, a no-op, a spec change and the remote's removal (its namespace pruned) is
+    granted; what is granted but not sent is only what Kubernetes requires gitmesh to
+    hold to grant citadel's and the injector's roles, re-reads after a conflict, patches
+    that undo drift on kinds this run did not drift, and the token's renewal."""
+    joined.delete_namespace(EU, NS)
+    joined.server.reset_counts()
+    assert joined.reconcile() == 0
+    assert joined.reconcile() == 0
+    joined.edit_remote_spec(
+        EU, lambda d: d["spec"]["citadel"].update(replicaCount=2), "Two citadels"
+    )
+    assert joined.reconcile() == 0
+    joined.repo.commit({f"remotes/{EU}.yaml": None}, "remote-eu leaves")
+    assert joined.reconcile() == 0
+    used = {
+        (resource, verb)
+        for (cluster, verb, resource, code), _ in joined.server.requests.items()
+        if cluster == EU and resource != "discovery" and code < 400
+    }
+    granted = {(res, verb) for _, res, verb in access.granted() if res != "*"}
+    wildcard = {verb for _, res, verb in access.granted() if res == "*"}
+    assert {u for u in used if u[1] not in wildcard} <= granted
+    justified = {
+        *((r, "watch") for r in ("secrets", "configmaps", "serviceaccounts", "services")),
+        ("mutatingwebhookconfigurations", "watch"),
+        ("secrets", "update"),
+        *((r, "get") for _, r, _ in access.granted() if r != "*"),
+        *((r, "patch") for _, r, _ in access.granted() if r != "*"),
+        ("serviceaccounts/token", "create"),
+    }
+    assert granted - used <= justified, granted - used - justified
+
+
+def test_a_due_token_is_renewed_once(joined: World) -> None:
+    _, config = stored(joined)
+    soon = datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1)
+    joined.merge_patch(
+        "central",
+        "secrets",
+        NS,
+        EU,
+        {"metadata": {"annotations": {access.EXPIRES: soon.strftime("%Y-%m-%dT%H:%M:%SZ")}}},
+    )
+    assert joined.reconcile() == 0
+    renewed, new_config = stored(joined)
+    assert new_config["users"][0]["user"]["token"] != config["users"][0]["user"]["token"]
+    assert renewed["metadata"]["annotations"][access.EXPIRES] > soon.isoformat()
+    assert renewed["metadata"]["labels"]["istio/multiCluster"] == "true"
+    version = renewed["metadata"]["resourceVersion"]
+    assert joined.reconcile() == 0
+    assert stored(joined)[0]["metadata"]["resourceVersion"] == version
+
+
+def test_dry_run_writes_nothing_and_a_foreign_secret_is_kept(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    world.args  # noqa: B018
+    assert join(world, "--dry-run") == 1  # the sandbox's Secret is not join's
+    assert "was not written by gitmesh join" in capsys.readouterr().err
+    assert world.names(EU, "serviceaccounts", "gitmesh") == []
+    store = world.store("central")
+    store.delete(store.kind("", "v1", "secrets"), NS, EU)
+    assert join(world, "--dry-run") == 0
+    assert "would be written (dry run)" in capsys.readouterr().out
+    assert "gitmesh" not in world.names(EU, "namespaces")
+    assert access.CLUSTER_ROLE not in world.names(
+        EU, "clusterroles", group="rbac.authorization.k8s.io"
+    )
+    assert EU not in world.names("central", "secrets", NS)
+
+
+@pytest.mark.kube_apiserver_only  # localkube authorizes every authenticated request
+def test_the_token_cannot_do_what_gitmesh_does_not(joined: World) -> None:
+    _, config = stored(joined)
+    with Cluster(EU, config) as remote:
+        from gitmesh import resources
+
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "x", "namespace": "default"},
+            "spec": {"containers": [{"name": "x", "image": "x"}]},
+        }
+        with pytest.raises(Forbidden):
+            remote.create(resources.POD, pod)
+        with pytest.raises(Forbidden):
+            remote.request_token("kube-system", "default", 3600)
