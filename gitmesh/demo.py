@@ -3,7 +3,8 @@
 A central and two remote clusters on localkube with a simulated Istio control plane, a
 local git remote made from the packaged example repository, then: the remotes join and
 become Available; the telemetry pod is deleted and the remotes' Endpoints follow (through
-the live watch `gitmesh run` uses); a commit changes `autoInjectionNamespaces` and the
+the live watch `gitmesh run` uses); each remote's citadel signs with its own intermediate
+CA, and a service nothing backs is a warning; a commit changes `autoInjectionNamespaces` and the
 labels follow; finally the status branch's log. Each step checks what it shows, so a
 broken step exits non-zero.
 """
@@ -11,6 +12,7 @@ broken step exits non-zero.
 from __future__ import annotations
 
 import argparse
+import base64
 import signal
 import sys
 import tempfile
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from cryptography import x509
 
 from gitmesh import errors, logs, reconcile, render, sandbox, statusfiles
 from gitmesh.cluster import Cluster
@@ -147,6 +150,27 @@ class Demo:
         return result
 
 
+def _show_intermediates(d: Demo) -> None:
+    """Each remote's cacerts: its own intermediate CA, signed by the central root."""
+    central = d.get(CENTRAL, "secrets", NS, sandbox.CA_SECRET)["data"]
+    root = x509.load_pem_x509_certificate(base64.b64decode(central["ca-cert.pem"]))
+    own = set()
+    for remote in REMOTES:
+        data = d.get(remote, "secrets", NS, "cacerts")["data"]
+        cert = x509.load_pem_x509_certificate(base64.b64decode(data["ca-cert.pem"]))
+        cert.verify_directly_issued_by(root)  # raises if not
+        d.out(
+            f"   [{remote}] secret/cacerts: {cert.subject.rfc4514_string()}, "
+            f"signed by {root.subject.rfc4514_string()}, until {cert.not_valid_after_utc:%Y-%m-%d}"
+        )
+        if data["ca-key.pem"] != central["ca-key.pem"]:
+            own.add(data["ca-key.pem"])
+    d.check(
+        len(own) == len(REMOTES),
+        "each remote signs with its own intermediate CA; the central key stays on central",
+    )
+
+
 def _clusters(backend: str) -> Server | KubeAPIServer:
     """The demo's clusters: the emulator, or real kube-apiservers from $KUBEBUILDER_ASSETS."""
     if backend == "kube-apiserver":
@@ -156,7 +180,8 @@ def _clusters(backend: str) -> Server | KubeAPIServer:
 
 def run(args: argparse.Namespace) -> int:
     """Play the seed's story; exit 0 when every step checked out."""
-    logs.setup(fmt="text", level="warning" if not args.verbose else "info")
+    # Warnings are shown once, with the pass that found them; --verbose shows every line.
+    logs.setup(fmt="text", level="error" if not args.verbose else "info")
     out = print
     with (
         tempfile.TemporaryDirectory(prefix="gitmesh-demo-") as tmp,
@@ -199,6 +224,11 @@ def _story(d: Demo) -> None:
         created = sum(c.created for c in res.report.components)
         d.out(f"   {name:<20} {res.report.state:<16} {created} objects created")
     d.check(result.all_available, "both remotes are Available")
+    for name, res in sorted(result.remotes.items()):
+        for comp in res.report.components:
+            for warning in comp.warnings:
+                d.out(f"   warning [{name}]: {warning}")
+    _show_intermediates(d)
     d.show_services("remoteistio-sample")
     d.show_endpoints("remoteistio-sample")
     labels = d.get("remoteistio-sample", "namespaces", "", "default")["metadata"]["labels"]

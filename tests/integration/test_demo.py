@@ -29,10 +29,14 @@ def test_demo_runs_the_seed_story_and_exits_zero(tmp_path: Path, backend: str) -
         "remoteistio-sample follows the new pod",
         "default lost both labels",
         "git log gitmesh/status",
+        "[remote-eu] secret/cacerts: CN=Intermediate CA for remote remote-eu,O=gitmesh",
+        "each remote signs with its own intermediate CA",
+        "warning [remoteistio-sample]: enabled service istio-statsd: no ready pod",
         "Done in",
     ):
         assert expected in out
-    assert out.count("   ok: ") == 7
+    assert out.count("   ok: ") == 8
+    assert "WARNING" not in out + proc.stderr  # each warning once, with its pass
 
 
 @pytest.mark.kubectl
