@@ -28,6 +28,7 @@ import yaml
 
 from gitmesh import errors, kubeconfigs, logs, resources
 from gitmesh.cluster import Cluster
+from gitmesh.render import istiodremote
 from gitmesh.resources import Resource
 
 Obj = dict[str, Any]
@@ -47,8 +48,9 @@ _CORE = ""
 _CONVERGE = ["list", "get", "create", "patch", "delete"]
 # Kubernetes lets a subject grant only what it holds (RBAC escalation prevention): to
 # create citadel's ClusterRole (secrets: create get watch list update delete; services,
-# serviceaccounts: get watch list) and the injector's (configmaps: get list watch;
-# mutatingwebhookconfigurations: get list watch patch), gitmesh must hold those verbs.
+# serviceaccounts: get watch list), the injector's (configmaps: get list watch;
+# mutatingwebhookconfigurations: get list watch patch) and an IstiodRemote's reader role
+# (below), gitmesh must hold those verbs.
 _TO_GRANT = {"watch", "update"}
 RULES: list[Obj] = [
     {
@@ -73,9 +75,19 @@ RULES: list[Obj] = [
         "resources": ["mutatingwebhookconfigurations"],
         "verbs": sorted({*_CONVERGE, "watch"}),
     },
+    {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": _CONVERGE},
     # Before deleting a namespace it created, gitmesh lists every namespaced kind in it to
     # be sure nothing but its own objects is there.
     {"apiGroups": ["*"], "resources": ["*"], "verbs": ["list"]},
+    # IstiodRemote: the primary's remote Secret holds a token of the reader account...
+    {
+        "apiGroups": [_CORE],
+        "resources": ["serviceaccounts/token"],
+        "resourceNames": [istiodremote.READER],
+        "verbs": ["create"],
+    },
+    # ...and to grant the reader ClusterRole, gitmesh must hold what it grants.
+    *istiodremote.READER_RULES,
 ]
 # Its own token, renewed with itself: only that ServiceAccount, only in its namespace.
 TOKEN_RULES: list[Obj] = [
@@ -208,8 +220,9 @@ def kubeconfig(name: str, cluster: Mapping[str, Any], token: str) -> str:
     return text
 
 
-def secret(name: str, namespace: str, config: str, token: Token) -> Obj:
-    """The kubeconfig Secret on central, as `reconcile` reads it."""
+def secret(name: str, namespace: str, config: str, token: Token, *, key: str | None = None) -> Obj:
+    """The kubeconfig Secret on central, as `reconcile` reads it (data key: `key`, by
+    default the Secret's name)."""
     return {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -220,7 +233,7 @@ def secret(name: str, namespace: str, config: str, token: Token) -> Obj:
             "labels": {resources.MANAGED_BY: "gitmesh"},
             "annotations": _token_annotations(token),
         },
-        "data": {name: base64.b64encode(config.encode()).decode()},
+        "data": {key or name: base64.b64encode(config.encode()).decode()},
     }
 
 

@@ -22,6 +22,7 @@ from gitmesh import profiles, specs, yamlload
 from gitmesh.errors import Problem
 
 MESH_FILE = "mesh.yaml"
+_REMOTE_KINDS: Mapping[str, type[specs.Remote]] = specs.REMOTE_KINDS
 REMOTES_DIR = "remotes"
 SPEC_SUFFIXES = (".yaml", ".yml")
 
@@ -31,7 +32,7 @@ class Repo:
     """What a mesh repository says, and what is wrong with it."""
 
     mesh: specs.Mesh | None
-    remotes: Mapping[str, specs.RemoteIstio]
+    remotes: Mapping[str, specs.Remote]
     # Remotes whose file exists but does not validate: name (the file stem) -> problems.
     invalid: Mapping[str, tuple[Problem, ...]]
     problems: tuple[Problem, ...] = field(default=())
@@ -127,13 +128,19 @@ def _problems(
 M = typing.TypeVar("M", bound=pydantic.BaseModel)
 
 
-def _parse(model: type[M], data: bytes, file: str) -> tuple[M | None, list[Problem]]:
+def _parse(
+    model: type[M], data: bytes, file: str, *, by_kind: Mapping[str, type[M]] | None = None
+) -> tuple[M | None, list[Problem]]:
+    """Validate one file against `model`, or, with `by_kind`, against the model its `kind`
+    names (an unknown kind is validated against `model`, which then names the field)."""
     try:
         loaded = yamlload.load(data, file=file)
     except yamlload.LoadError as e:
         return None, [e.problem]
     if not isinstance(loaded.value, dict):
         return None, [Problem(file, 1, 1, "", "the document must be a map of fields")]
+    if by_kind is not None:
+        model = by_kind.get(str(loaded.value.get("kind")), model)
     try:
         return model.model_validate(loaded.value), []
     except pydantic.ValidationError as e:
@@ -157,14 +164,14 @@ def parse(files: Mapping[str, bytes], *, refused: Sequence[Problem] = ()) -> Rep
     elif not any(p.file == MESH_FILE for p in refused):
         problems.append(Problem(MESH_FILE, 1, 1, "", "mesh.yaml is missing at the repository root"))
 
-    remotes: dict[str, specs.RemoteIstio] = {}
+    remotes: dict[str, specs.Remote] = {}
     invalid: dict[str, tuple[Problem, ...]] = {
         stem: (problem,) for stem, problem in refused_remotes.items()
     }
     seen: dict[str, str] = {}
     for path in sorted(p for p in files if is_spec_path(p) and p != MESH_FILE):
         stem = PurePosixPath(path).stem
-        remote, found = _parse(specs.RemoteIstio, files[path], path)
+        remote, found = _parse(specs.RemoteIstio, files[path], path, by_kind=_REMOTE_KINDS)
         if remote is not None:
             name = remote.metadata.name
             if name != stem:
@@ -187,7 +194,7 @@ def parse(files: Mapping[str, bytes], *, refused: Sequence[Problem] = ()) -> Rep
                 )
             )
         seen.setdefault(stem, path)
-        if remote is not None and mesh is not None:
+        if isinstance(remote, specs.RemoteIstio) and mesh is not None:
             found += [
                 Problem(path, *_position(files[path], loc), ".".join(loc), why)
                 for loc, why in profiles.refusals(remote, mesh)

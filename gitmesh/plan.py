@@ -214,6 +214,52 @@ def injection(namespaces: Sequence[str], observed: Iterable[Obj]) -> tuple[list[
     return items, missing
 
 
+# On a namespace gitmesh does not own, the label keys it set there (comma-separated), so
+# that it can take back exactly those.
+LABELS_ANNOTATION = "gitmesh.io/namespace-labels"
+
+
+def namespace_labels(component: str, ns: Obj, wanted: Mapping[str, str]) -> Item:
+    """Bring the labels gitmesh sets on a namespace it may not own to `wanted`: add or fix
+    those, remove the ones it set before that are no longer wanted, and record the keys."""
+    meta = ns["metadata"]
+    labels = meta.get("labels") or {}
+    annotations = meta.get("annotations") or {}
+    had = {k for k in annotations.get(LABELS_ANNOTATION, "").split(",") if k}
+    ops: list[Obj] = []
+    if "labels" not in meta and wanted:
+        ops.append({"op": "add", "path": "/metadata/labels", "value": dict(wanted)})
+    else:
+        ops += [
+            {"op": "add", "path": f"/metadata/labels/{_escape(k)}", "value": v}
+            for k, v in sorted(wanted.items())
+            if labels.get(k) != v
+        ]
+    ops += [
+        {"op": "remove", "path": f"/metadata/labels/{_escape(k)}"}
+        for k in sorted(had - set(wanted))
+        if k in labels
+    ]
+    record = ",".join(sorted(wanted))
+    if record != annotations.get(LABELS_ANNOTATION, ""):
+        path = f"/metadata/annotations/{_escape(LABELS_ANNOTATION)}"
+        if not record:
+            ops.append({"op": "remove", "path": path})
+        elif "annotations" not in meta:
+            ops.append(
+                {"op": "add", "path": "/metadata/annotations", "value": {LABELS_ANNOTATION: record}}
+            )
+        else:
+            ops.append({"op": "add", "path": path, "value": record})
+    return Item(
+        "patch" if ops else "unchanged",
+        component,
+        Ref("Namespace", "", meta["name"]),
+        tuple(ops),
+        resource_version=meta.get("resourceVersion"),
+    )
+
+
 def _escape(key: str) -> str:
     return key.replace("~", "~0").replace("/", "~1")
 

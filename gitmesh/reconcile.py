@@ -43,6 +43,7 @@ from gitmesh import (
     logs,
     meshrepo,
     plan,
+    primary,
     render,
     resources,
     selectors,
@@ -117,9 +118,11 @@ def _ready(pod: Obj) -> bool:
 
 
 def observe_central(
-    central: Cluster, mesh: specs.Mesh, remotes: Iterable[specs.RemoteIstio]
+    central: Cluster, mesh: specs.Mesh, remotes: Iterable[specs.Remote]
 ) -> render.Central:
-    """The central Istio pods and services, and the CA secret when a remote needs it."""
+    """The central Istio pods and services, the CA secret when a RemoteIstio needs it, and
+    the istiod primary's gateway address and root certificate when an IstiodRemote does."""
+    remotes = list(remotes)
     ns = mesh.namespace
     pods: tuple[render.Pod, ...] = ()
     pods_error = None
@@ -147,7 +150,9 @@ def observe_central(
         pods_error = pods_error or f"cannot read the central services: {e}"
     ca_data = None
     ca_error = None
-    if any(r.spec.citadel.ca_secret_name is None for r in remotes):
+    if any(
+        isinstance(r, specs.RemoteIstio) and r.spec.citadel.ca_secret_name is None for r in remotes
+    ):
         where = f"the central CA secret {ns}/{mesh.central.ca_secret_name}"
         try:
             secret = central.get(resources.SECRET, ns, mesh.central.ca_secret_name)
@@ -159,8 +164,18 @@ def observe_central(
             ca_error = f"cannot read {where}: {e}"
         except intermediate.CAError as e:
             ca_error = f"{where} {e}"
+    address = root = primary_error = None
+    if any(isinstance(r, specs.IstiodRemote) for r in remotes):
+        address, root, primary_error = primary.observe(central, mesh)
     return render.Central(
-        pods=pods, services=services, ca_data=ca_data, pods_error=pods_error, ca_error=ca_error
+        pods=pods,
+        services=services,
+        ca_data=ca_data,
+        pods_error=pods_error,
+        ca_error=ca_error,
+        gateway_address=address,
+        root_cert=root,
+        primary_error=primary_error,
     )
 
 
@@ -280,8 +295,10 @@ def observe_remote(remote: Cluster, name: str) -> _Observed:
             older = kinds[res.kind] = _served_webhook(remote)
             listed = remote.list(older, label_selector=selector)[0]
         for obj in listed:
-            comp = (obj["metadata"].get("labels") or {}).get(resources.COMPONENT, "")
-            by_component.setdefault(comp, []).append(obj)
+            labels = obj["metadata"].get("labels") or {}
+            if res.kind == "EndpointSlice" and labels.get(resources.SLICE_MANAGED_BY) != "gitmesh":
+                continue  # a controller's mirror of gitmesh's Endpoints, carrying its labels
+            by_component.setdefault(labels.get(resources.COMPONENT, ""), []).append(obj)
     namespaces, _ = remote.list(resources.NAMESPACE)
     return _Observed(by_component, namespaces, kinds)
 
@@ -360,11 +377,16 @@ class _Applier:
 
 
 def _cacerts(
-    spec: specs.RemoteIstio, central: render.Central, observed: _Observed
+    spec: specs.Remote, central: render.Central, observed: _Observed
 ) -> Mapping[str, str] | None:
-    """The remote's intermediate CA: the one it has while that is still good, else a new
+    """A RemoteIstio's intermediate CA: the one it has while that is still good, else a new
     one signed by the central CA. None when the spec brings its own or central has none."""
-    if spec.spec.citadel.ca_secret_name is not None or central.ca_data is None or central.ca_error:
+    if (
+        not isinstance(spec, specs.RemoteIstio)
+        or spec.spec.citadel.ca_secret_name is not None
+        or central.ca_data is None
+        or central.ca_error
+    ):
         return None
     name = spec.metadata.name
     signer = intermediate.Signer.from_secret(central.ca_data)
@@ -390,11 +412,17 @@ def _component_items(
     current = observed.by_component.get(comp.name, [])
     desired = [o for o in comp.objects if o["kind"] != "Namespace"]
     items = plan.component(comp.name, desired, current)
-    if comp.name == "common" and not any(
-        n["metadata"]["name"] == namespace for n in observed.namespaces
-    ):
-        ns = next(o for o in comp.objects if o["kind"] == "Namespace")
-        items.insert(0, plan.component("common", [ns], [])[0])
+    if comp.name == "common":
+        existing = next(
+            (n for n in observed.namespaces if n["metadata"]["name"] == namespace), None
+        )
+        if existing is None:
+            ns = next(o for o in comp.objects if o["kind"] == "Namespace")
+            items.insert(0, plan.component("common", [ns], [])[0])
+        elif comp.namespace_labels or plan.LABELS_ANNOTATION in (
+            existing["metadata"].get("annotations") or {}
+        ):
+            items.append(plan.namespace_labels("common", existing, comp.namespace_labels))
     return items
 
 
@@ -431,7 +459,7 @@ def _apply_component(
 
 def reconcile_remote(
     name: str,
-    spec: specs.RemoteIstio,
+    spec: specs.Remote,
     *,
     mesh: specs.Mesh,
     central_state: render.Central,
@@ -492,14 +520,15 @@ def reconcile_remote(
                     log.error(
                         "component failed", extra={**ctx, "component": comp.name, "error": failure}
                     )
-            # Objects labelled with a component gitmesh no longer has.
+            # Objects labelled with a component this remote's model does not render.
+            rendered_names = {c.name for c in rendered.components}
             stray = plan.component(
                 "stray",
                 [],
                 [
                     o
                     for comp_name, objs in observed.by_component.items()
-                    if comp_name not in resources.COMPONENTS
+                    if comp_name not in rendered_names
                     for o in objs
                 ],
             )
@@ -510,6 +539,33 @@ def reconcile_remote(
                         applier.apply(item, None)
                 except errors.ClusterError as e:
                     failure = str(e)
+            if failure is None and isinstance(spec, specs.IstiodRemote):
+                try:
+                    item = primary.remote_secret(
+                        name,
+                        remote=remote,
+                        remote_config=config,
+                        remote_namespace=rendered.namespace,
+                        central=central,
+                        namespace=mesh.namespace,
+                        plan_only=settings.plan_only,
+                        dry_run=settings.dry_run,
+                        now=datetime.datetime.now(datetime.UTC),
+                    )
+                    all_items.append(item)
+                    done = "" if settings.plan_only else item.action
+                    reports.append(
+                        ComponentReport(
+                            primary.COMPONENT,
+                            "Ready",
+                            objects=1,
+                            created=int(done == "create"),
+                            patched=int(done == "patch"),
+                        )
+                    )
+                except errors.ClusterError as e:
+                    failure = f"the primary's remote Secret: {e}"
+                    reports.append(ComponentReport(primary.COMPONENT, "Failed", error=failure))
     except Exception as e:  # one remote's failure, whatever it is, is that remote's alone
         message = _failed(name, e, config)
         log.error("remote istio failed", extra={**ctx, "error": message})
@@ -593,15 +649,27 @@ def _set_multicluster(central: Cluster, secret: Obj, on: bool) -> None:
 
 
 def prune_remote(
-    name: str, central: Cluster, connect: Connect, settings: Settings, namespace: str
+    name: str,
+    central: Cluster,
+    connect: Connect,
+    settings: Settings,
+    namespace: str,
+    *,
+    mesh_namespace: str,
 ) -> RemoteResult:
-    """Remove everything gitmesh made on a remote whose spec left the repository, and the
-    `istio/multiCluster` label from its kubeconfig Secret. A remote whose credentials are
-    gone is reported once and dropped: nothing can be pruned there, and retrying forever
-    would fail every pass."""
+    """Remove everything gitmesh made for a remote whose spec left the repository: first
+    the primary's remote Secret (an IstiodRemote's; istiod stops using the remote), then
+    what is on the remote, and the `istio/multiCluster` label from its kubeconfig Secret.
+    A remote whose credentials are gone is reported once and dropped: nothing can be pruned
+    there, and retrying forever would fail every pass."""
     log = logs.get()
     config: Mapping[str, Any] | None = None
+    items: list[plan.Item] = []
     try:
+        removed = primary.remove_remote_secret(
+            name, central, mesh_namespace, plan_only=settings.plan_only, dry_run=settings.dry_run
+        )
+        items += [removed] if removed else []
         try:
             config, secret = credentials(name, central, namespace, settings)
         except errors.MissingCredentials as e:
@@ -615,7 +683,6 @@ def prune_remote(
         with _connected(connect, name, config, settings) as remote:
             observed = observe_remote(remote, name)
             applier = _Applier(remote, name, settings, observed.kinds)
-            items: list[plan.Item] = []
             for comp_name in reversed(resources.COMPONENTS):
                 if comp_name == "injection":
                     items += plan.injection([], observed.namespaces)[0]
@@ -628,9 +695,16 @@ def prune_remote(
                 for o in objs
             ]
             items += plan.component("stray", [], stray)
+            items += [
+                plan.namespace_labels("common", ns, {})
+                for ns in observed.namespaces
+                if plan.LABELS_ANNOTATION in (ns["metadata"].get("annotations") or {})
+                and not resources.owned_by(ns, name)
+            ]
             items += _prune_namespaces(remote, name, observed)
             for item in [] if settings.plan_only else items:
-                applier.apply(item, None)
+                if item.component != primary.COMPONENT:
+                    applier.apply(item, None)
                 log.info("pruned %s", item.ref, extra={"remote": name, "component": item.component})
         if secret is not None and not (settings.plan_only or settings.dry_run):
             _set_multicluster(central, secret, False)
@@ -796,7 +870,9 @@ def run_pass(
         for name, spec in sorted(chosen.items())
     }
     for name in gone:
-        jobs[name] = partial(prune_remote, name, central, connect, settings, namespace)
+        jobs[name] = partial(
+            prune_remote, name, central, connect, settings, namespace, mesh_namespace=mesh.namespace
+        )
     results.update(_each_remote(jobs, settings=settings, guard=guard, prefix="remote"))
     removed = [name for name in gone if results[name].report.state == "Removed"]
     if writes and removed:
@@ -819,6 +895,8 @@ def affected_remotes(
     label_sets = list(changed)
     out = []
     for name, spec in sorted(repo.remotes.items()):
+        if not isinstance(spec, specs.RemoteIstio):
+            continue
         for entry in spec.spec.enabled_services:
             reqs = render.selector_of(entry, state)
             if reqs is not None and any(selectors.matches(reqs, labels) for labels in label_sets):
@@ -844,11 +922,12 @@ def endpoints_only(
     mesh = repo.mesh
     if mesh is None:
         return {}
+    istio = {n: s for n, s in repo.remotes.items() if isinstance(s, specs.RemoteIstio)}
     jobs: dict[str, Callable[[], RemoteResult]] = {
         name: partial(
             _endpoints,
             name,
-            repo.remotes[name],
+            istio[name],
             mesh=mesh,
             state=state,
             central=central,
@@ -857,7 +936,7 @@ def endpoints_only(
             config=(configs or {}).get(name),
         )
         for name in names
-        if name in repo.remotes
+        if name in istio
     }
     return _each_remote(jobs, settings=settings, guard=guard, prefix="endpoints")
 

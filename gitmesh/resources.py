@@ -14,8 +14,20 @@ OWNED_FIELDS = "gitmesh.io/owned-fields"
 INJECTION = "istio-injection"
 MANAGED_INJECTION = "istio-operator-managed-injection"
 MULTICLUSTER = "istio/multiCluster"
+# EndpointSlices carry their writer; gitmesh observes only its own (a cluster's mirroring
+# controller copies an Endpoints' labels onto the slices it makes).
+SLICE_MANAGED_BY = "endpointslice.kubernetes.io/managed-by"
 
-COMPONENTS = ("common", "citadel", "sidecarinjector", "services", "injection")
+# Every component of either model (RemoteIstio; IstiodRemote), in apply order.
+COMPONENTS = (
+    "common",
+    "citadel",
+    "reader",
+    "istiod",
+    "sidecarinjector",
+    "services",
+    "injection",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +61,7 @@ MANAGED: tuple[Resource, ...] = (
     Resource("v1", "ServiceAccount", "serviceaccounts", True),
     SERVICE,
     Resource("v1", "Endpoints", "endpoints", True),
+    Resource("discovery.k8s.io/v1", "EndpointSlice", "endpointslices", True),
     Resource("apps/v1", "Deployment", "deployments", True),
     Resource("rbac.authorization.k8s.io/v1", "ClusterRole", "clusterroles", False),
     Resource("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", "clusterrolebindings", False),

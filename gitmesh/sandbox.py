@@ -120,6 +120,69 @@ def kubeconfig_secret(
     )
 
 
+GATEWAY = "istio-eastwestgateway"
+ROOT_CERT_CONFIGMAP = "istio-ca-root-cert"
+
+
+def add_primary(
+    server: Backend,
+    central: str = "central",
+    *,
+    address: str = "192.0.2.10",
+    gateway: str = GATEWAY,
+    root_cert_config_map: str = ROOT_CERT_CONFIGMAP,
+) -> str:
+    """Make `central` an istiod primary as IstiodRemotes see it: istiod's root certificate
+    in a ConfigMap, and an east-west gateway Service with a load-balancer address. Returns
+    the root certificate (PEM)."""
+    now = datetime.datetime.now(datetime.UTC)
+    root = base64.b64decode(intermediate.self_signed_root("cluster.local", now)["ca-cert.pem"])
+    ensure_namespace(server, central, NAMESPACE)
+    _create(
+        server,
+        central,
+        "configmaps",
+        NAMESPACE,
+        {"metadata": {"name": root_cert_config_map}, "data": {"root-cert.pem": root.decode()}},
+    )
+    _create(
+        server,
+        central,
+        "services",
+        NAMESPACE,
+        {
+            "metadata": {"name": gateway, "labels": {"istio": "eastwestgateway"}},
+            "spec": {
+                "type": "LoadBalancer",
+                "selector": {"istio": "eastwestgateway"},
+                "ports": [
+                    {"name": "tls-istiod", "port": 15012, "targetPort": 15012},
+                    {"name": "tls-webhook", "port": 15017, "targetPort": 15017},
+                ],
+            },
+        },
+    )
+    set_gateway_address(server, central, address, gateway=gateway)
+    return root.decode()
+
+
+def set_gateway_address(
+    server: Backend, central: str, address: str | None, *, gateway: str = GATEWAY
+) -> None:
+    """What the cloud's load-balancer controller does: publish (or, with None, withdraw) the
+    east-west gateway's address in its status."""
+    store = server.store(central)
+    ingress = [] if address is None else [{"ip": address}]
+    store.patch(
+        store.kind("", "v1", "services"),
+        NAMESPACE,
+        gateway,
+        "application/merge-patch+json",
+        {"status": {"loadBalancer": {"ingress": ingress}}},
+        subresource="status",
+    )
+
+
 def add_istio_pod(
     server: Backend, central: str, service: str, index: int = 0, *, ready: bool = True
 ) -> str:

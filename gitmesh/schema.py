@@ -9,6 +9,7 @@ from gitmesh import specs
 
 FILES: dict[str, type[specs.Strict]] = {
     "remoteistio.schema.json": specs.RemoteIstio,
+    "istiodremote.schema.json": specs.IstiodRemote,
     "mesh.schema.json": specs.Mesh,
 }
 

@@ -329,6 +329,56 @@ class RemoteIstio(Strict):
     }
 
 
+def network_name(value: str) -> str:
+    """Accept an Istio network name (it becomes a label value, `topology.istio.io/network`,
+    and a path segment of the injection URL)."""
+    if not value or not selectors.valid_label_value(value) or "." in value:
+        raise ValueError(
+            f"{value!r} is not a network name: letters, digits, '-' and '_', at most 63 "
+            "characters, starting and ending with a letter or digit"
+        )
+    return value
+
+
+NetworkName = Annotated[str, AfterValidator(network_name)]
+
+
+class IstiodRemoteSpec(Strict):
+    """A remote joined to an istiod primary (Istio's primary-remote model, Istio >= 1.5)."""
+
+    network: NetworkName | None = None
+    injection_namespaces: list[DnsLabel] = Field(default_factory=list)
+
+    @field_validator("injection_namespaces")
+    @classmethod
+    def _unique(cls, v: list[str]) -> list[str]:
+        dup = sorted({n for n in v if v.count(n) > 1})
+        if dup:
+            raise ValueError(f"namespaces must be unique; repeated: {', '.join(dup)}")
+        return v
+
+
+class IstiodRemote(Strict):
+    """One remote cluster joined to the primary's istiod (`remotes/<name>.yaml`)."""
+
+    api_version: Literal["gitmesh.io/v1alpha1"]
+    kind: Literal["IstiodRemote"]
+    metadata: Metadata
+    spec: IstiodRemoteSpec = IstiodRemoteSpec()
+
+    unsupported: ClassVar[dict[str, str]] = {
+        "status": "gitmesh writes what it observes to the status branch; remove it",
+    }
+
+
+# A remote file is one of the two models, chosen by its `kind`.
+Remote = RemoteIstio | IstiodRemote
+REMOTE_KINDS: dict[str, type[RemoteIstio] | type[IstiodRemote]] = {
+    "RemoteIstio": RemoteIstio,
+    "IstiodRemote": IstiodRemote,
+}
+
+
 class Images(Strict):
     """Mesh-wide component images (the central Istio CR carried them upstream)."""
 
@@ -353,6 +403,15 @@ class Addresses(Strict):
     policy: str | None = None
     telemetry: str | None = None
     zipkin: str | None = None
+
+
+class Primary(Strict):
+    """The istiod primary, as IstiodRemote files need it (in the mesh namespace)."""
+
+    # The east-west gateway Service whose load-balancer address remotes reach istiod by.
+    east_west_gateway: DnsLabel = "istio-eastwestgateway"
+    # The ConfigMap istiod publishes its root certificate in (key root-cert.pem).
+    root_cert_config_map: DnsSubdomain = "istio-ca-root-cert"
 
 
 class Central(Strict):
@@ -389,6 +448,7 @@ class Mesh(Strict):
     images: Images = Field(default_factory=Images, validate_default=True)
     replicas: ReplicaDefaults = ReplicaDefaults()
     central: Central = Central()
+    primary: Primary = Primary()
 
     @field_validator("images")
     @classmethod
@@ -445,6 +505,6 @@ class Mesh(Strict):
         return v
 
 
-def remote_namespace(remote: RemoteIstio, mesh: Mesh) -> str:
+def remote_namespace(remote: Remote, mesh: Mesh) -> str:
     """The namespace on the remote where gitmesh puts the namespaced objects."""
     return remote.metadata.namespace or mesh.namespace

@@ -101,6 +101,9 @@ def apply(kind: Kind, obj: dict[str, Any], *, allocate_ip: Any) -> None:
         for subset in obj.get("subsets", []) or []:
             for port in subset.get("ports", []) or []:
                 port.setdefault("protocol", "TCP")
+    elif k == "EndpointSlice":
+        for port in obj.get("ports", []) or []:
+            port.setdefault("protocol", "TCP")
     elif k == "Secret":
         if not obj.get("type"):  # kube defaults an empty type too
             obj["type"] = "Opaque"
@@ -145,6 +148,31 @@ def apply(kind: Kind, obj: dict[str, Any], *, allocate_ip: Any) -> None:
                 svc.setdefault("port", 443)
 
 
+def _slice_problems(obj: dict[str, Any]) -> list[str]:
+    family = obj.get("addressType")
+    if family not in ("IPv4", "IPv6", "FQDN"):
+        return [
+            f'addressType: Unsupported value: "{family}": supported values: "FQDN", "IPv4", "IPv6"'
+        ]
+    out = []
+    for i, endpoint in enumerate(obj.get("endpoints") or []):
+        addresses = endpoint.get("addresses") or []
+        if not addresses:
+            out.append(f"endpoints[{i}].addresses: Required value")
+        for j, address in enumerate(addresses):
+            version: int
+            try:
+                version = ipaddress.ip_address(address).version
+            except ValueError:
+                version = 0
+            if family != "FQDN" and version != (4 if family == "IPv4" else 6):
+                out.append(
+                    f'endpoints[{i}].addresses[{j}]: Invalid value: "{address}": must be a '
+                    f"valid {family} address"
+                )
+    return out
+
+
 def problems(kind: Kind, obj: dict[str, Any]) -> list[str]:
     """Field errors kube-apiserver would report for this object (a subset)."""
     out = []
@@ -170,6 +198,8 @@ def problems(kind: Kind, obj: dict[str, Any]) -> list[str]:
             out.append("spec.template.spec.containers: Required value")
     if kind.kind == "Pod" and not spec.get("containers"):
         out.append("spec.containers: Required value")
+    if kind.kind == "EndpointSlice":
+        out += _slice_problems(obj)
     labels = obj.get("metadata", {}).get("labels") or {}
     for value in labels.values():
         if not isinstance(value, str) or len(value) > 63:

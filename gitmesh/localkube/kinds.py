@@ -71,6 +71,7 @@ BUILTIN: tuple[Kind, ...] = (
         name_rule="label",
     ),
     Kind("", "v1", "endpoints", "Endpoints", True, ("ep",)),
+    Kind("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice", True),
     Kind("", "v1", "secrets", "Secret", True),
     Kind("", "v1", "configmaps", "ConfigMap", True, ("cm",)),
     Kind("", "v1", "serviceaccounts", "ServiceAccount", True, ("sa",)),

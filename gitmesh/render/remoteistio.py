@@ -1,4 +1,4 @@
-"""The desired objects of one remote, component by component. Pure.
+"""The desired objects of one RemoteIstio remote, component by component. Pure.
 
 Inputs are the RemoteIstio spec, `mesh.yaml` and what was observed on the central cluster
 (`Central`); the output is plain Kubernetes objects (dicts) with gitmesh's ownership
@@ -12,24 +12,19 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
-
-import yaml
+from dataclasses import dataclass
 
 from gitmesh import profiles, resources, selectors, specs
+from gitmesh.render.base import (
+    Central,
+    Component,
+    Obj,
+    Rendered,
+)
+from gitmesh.render.base import dump_yaml as _yaml
+from gitmesh.render.base import meta as _base_meta
 
-Obj = dict[str, Any]
 CITADEL = "istio-citadel"
-# libyaml when PyYAML has it: every remote's config maps are rendered on every pass.
-_Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-
-
-def _yaml(data: Any, *, width: int = 80) -> str:
-    """Deterministic YAML text for config map values."""
-    text: str = yaml.dump(data, Dumper=_Dumper, sort_keys=True, width=width)
-    return text
-
 
 INJECTOR = "istio-sidecar-injector"
 CACERTS = "cacerts"
@@ -42,71 +37,8 @@ _POD_ANNOTATIONS = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Pod:
-    """A central pod as the endpoints need it."""
-
-    name: str
-    ip: str
-    labels: Mapping[str, str]
-    ready: bool
-
-
-@dataclass(frozen=True, slots=True)
-class CentralService:
-    """A central Service: its selector and ports (the defaults for an enabled service)."""
-
-    name: str
-    selector: Mapping[str, str]
-    ports: tuple[Mapping[str, Any], ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Central:
-    """What the central cluster looks like, as far as rendering needs it."""
-
-    pods: tuple[Pod, ...] = ()
-    services: Mapping[str, CentralService] = field(default_factory=dict)
-    ca_data: Mapping[str, str] | None = None  # base64 values of the central CA secret
-    pods_error: str | None = None
-    ca_error: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Component:
-    """The desired objects of one component, or why they cannot be rendered."""
-
-    name: str
-    objects: tuple[Obj, ...] = ()
-    error: str | None = None
-    # injection only: namespaces to label for sidecar injection
-    namespaces: tuple[str, ...] = ()
-    # rendered, but probably not what was meant (an enabled service nothing backs)
-    warnings: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class Rendered:
-    """Everything a remote should have, and its endpoints snapshot."""
-
-    namespace: str
-    components: tuple[Component, ...]
-    endpoints: Mapping[str, tuple[str, ...]] | None
-
-
 def _meta(ctx: _Ctx, name: str, component: str, *, namespaced: bool = True) -> Obj:
-    labels = {
-        **ctx.remote.metadata.labels,
-        resources.MANAGED_BY: "gitmesh",
-        resources.REMOTE: ctx.remote.metadata.name,
-        resources.COMPONENT: component,
-    }
-    meta: Obj = {"name": name, "labels": labels}
-    if ctx.remote.metadata.annotations:
-        meta["annotations"] = dict(ctx.remote.metadata.annotations)
-    if namespaced:
-        meta["namespace"] = ctx.namespace
-    return meta
+    return _base_meta(ctx.remote, ctx.namespace, name, component, namespaced=namespaced)
 
 
 @dataclass(frozen=True, slots=True)
@@ -687,7 +619,7 @@ def endpoints(
     return services(_Ctx(spec, mesh, central, specs.remote_namespace(spec, mesh)))
 
 
-def remote(
+def render(
     spec: specs.RemoteIstio,
     mesh: specs.Mesh,
     central: Central,

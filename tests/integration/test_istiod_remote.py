@@ -1,0 +1,229 @@
+"""IstiodRemote end to end: remote-eu joins an istiod primary (the central cluster) from git.
+
+What one IstiodRemote makes is checked against Istio's charts at 1.30.3 (manifests/charts/
+istio-control/istio-discovery/templates: reader-clusterrole.yaml with istiodRemote.enabled,
+remote-istiod-service.yaml, remote-istiod-endpointslices.yaml, mutatingwebhook.yaml) and
+`istioctl create-remote-secret` (istioctl/pkg/multicluster/remote_secret.go at 1.30.3)."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import pytest
+import yaml
+
+from gitmesh import cli, errors, resources, sandbox
+from gitmesh.cluster import Cluster
+from gitmesh.render import istiodremote
+from tests.integration.conftest import TOKEN, World
+
+EU = "remote-eu"
+NS = "istio-system"
+GATEWAY = "eastwest"  # not the default name: mesh.yaml's primary.eastWestGateway is honoured
+SECRET = "istio-remote-secret-remote-eu"
+DISCOVERY = "discovery.k8s.io"
+ADMISSION = "admissionregistration.k8s.io"
+RBAC = "rbac.authorization.k8s.io"
+ISTIOD_REMOTE = {
+    "apiVersion": "gitmesh.io/v1alpha1",
+    "kind": "IstiodRemote",
+    "metadata": {"name": EU},
+    "spec": {"network": "network2", "injectionNamespaces": ["payments"]},
+}
+
+
+def join_primary(world: World) -> str:
+    """The central cluster becomes the primary; remote-eu's file becomes an IstiodRemote."""
+    root = sandbox.add_primary(world.server, "central", gateway=GATEWAY)
+    mesh = yaml.safe_load((world.repo.work / "mesh.yaml").read_text())
+    mesh["primary"] = {"eastWestGateway": GATEWAY}
+    world.repo.commit(
+        {"mesh.yaml": yaml.safe_dump(mesh), f"remotes/{EU}.yaml": yaml.safe_dump(ISTIOD_REMOTE)},
+        "remote-eu joins the istiod primary",
+    )
+    return root
+
+
+def remote_secret(world: World) -> tuple[dict[str, Any], dict[str, Any]]:
+    secret = world.get("central", "secrets", NS, SECRET)
+    return secret, yaml.safe_load(base64.b64decode(secret["data"][EU]))
+
+
+def test_an_istiod_remote_gets_what_istios_charts_install(world: World) -> None:
+    """Every object of the remote profile, the primary's remote Secret, Available; a second
+    pass writes and commits nothing. remote-eu was a RemoteIstio first: its citadel and
+    injector go when it switches models."""
+    assert world.reconcile() == 0
+    assert "istio-citadel" in world.names(EU, "deployments", NS, group="apps")
+    root = join_primary(world)
+    assert world.reconcile() == 0
+    assert world.status()[f"status/{EU}.yaml"]["state"] == "Available"
+    assert world.names(EU, "deployments", NS, group="apps") == []  # the old model's, pruned
+
+    ns = world.get(EU, "namespaces", "", NS)
+    assert ns["metadata"]["labels"][istiodremote.NETWORK_LABEL] == "network2"
+    assert "istio-reader-service-account" in world.names(EU, "serviceaccounts", NS)
+    role = world.get(EU, "clusterroles", "", "istio-reader-clusterrole-istio-system", group=RBAC)
+    writes = {
+        (res, verb)
+        for rule in role["rules"]
+        for res in rule["resources"]
+        for verb in rule["verbs"]
+        if verb not in ("get", "list", "watch")
+    }
+    # reader-clusterrole.yaml: reads, and with istiodRemote.enabled only these writes.
+    assert writes == {
+        ("serviceexports", "create"),
+        ("serviceexports", "delete"),
+        ("tokenreviews", "create"),
+        ("subjectaccessreviews", "create"),
+        ("configmaps", "create"),
+        ("configmaps", "update"),
+        ("mutatingwebhookconfigurations", "update"),
+        ("mutatingwebhookconfigurations", "patch"),
+        ("validatingwebhookconfigurations", "update"),
+    }
+    binding = world.get(
+        EU, "clusterrolebindings", "", "istio-reader-clusterrole-istio-system", group=RBAC
+    )
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "istio-reader-service-account", "namespace": NS}
+    ]
+    svc = world.get(EU, "services", NS, "istiod")
+    assert "selector" not in svc["spec"]
+    assert [(p["port"], p.get("targetPort")) for p in svc["spec"]["ports"]] == [
+        (15012, 15012),
+        (443, 15017),
+    ]
+    eps = world.get(EU, "endpointslices", NS, "istiod", group=DISCOVERY)
+    assert eps["endpoints"][0]["addresses"] == ["192.0.2.10"]
+    assert eps["metadata"]["labels"]["kubernetes.io/service-name"] == "istiod"
+    assert sorted(p["port"] for p in eps["ports"]) == [15012, 15017]
+    hook = world.get(
+        EU, "mutatingwebhookconfigurations", "", "istio-sidecar-injector", group=ADMISSION
+    )
+    assert len(hook["webhooks"]) == 4
+    for webhook in hook["webhooks"]:
+        config = webhook["clientConfig"]
+        assert config["service"] == {
+            "name": "istiod",
+            "namespace": NS,
+            "path": "/inject/cluster/remote-eu/net/network2",
+            "port": 443,
+        }
+        assert base64.b64decode(config["caBundle"]).decode() == root
+    assert (
+        world.get(EU, "namespaces", "", "payments")["metadata"]["labels"]["istio-injection"]
+        == "enabled"
+    )
+
+    secret, config = remote_secret(world)
+    assert secret["metadata"]["labels"]["istio/multiCluster"] == "true"
+    assert secret["metadata"]["annotations"]["networking.istio.io/cluster"] == EU
+    assert list(secret["data"]) == [EU]
+    (user,) = config["users"]
+    assert set(user["user"]) == {"token"} and user["user"]["token"] != TOKEN
+
+    before, commits = world.writes(), world.status_commits()
+    assert world.reconcile() == 0
+    assert world.writes() == before
+    assert world.status_commits() == commits
+
+
+def test_the_gateway_address_change_is_followed(world: World) -> None:
+    join_primary(world)
+    assert world.reconcile() == 0
+    sandbox.set_gateway_address(world.server, "central", "192.0.2.20", gateway=GATEWAY)
+    assert world.reconcile() == 0
+    eps = world.get(EU, "endpointslices", NS, "istiod", group=DISCOVERY)
+    assert eps["endpoints"][0]["addresses"] == ["192.0.2.20"]
+    assert world.status()[f"endpoints/{EU}.yaml"]["services"]["istiod"] == [
+        "192.0.2.20:15012",
+        "192.0.2.20:15017",
+    ]
+
+
+def test_removal_takes_both_halves_and_nothing_foreign(world: World) -> None:
+    join_primary(world)
+    assert world.reconcile() == 0
+    store = world.store(EU)
+    store.create(store.kind("", "v1", "configmaps"), NS, {"metadata": {"name": "someone-elses"}})
+    world.repo.commit({f"remotes/{EU}.yaml": None}, "remote-eu leaves the mesh")
+    assert world.reconcile() == 0
+    assert SECRET not in world.names("central", "secrets", NS)
+    assert world.names(EU, "endpointslices", NS, group=DISCOVERY) == []
+    assert world.names(EU, "services", NS) == []
+    assert "istio-reader-service-account" not in world.names(EU, "serviceaccounts", NS)
+    assert world.names(EU, "mutatingwebhookconfigurations", group=ADMISSION) == []
+    labels = world.get(EU, "namespaces", "", NS)["metadata"]["labels"]
+    assert istiodremote.NETWORK_LABEL not in labels
+    assert "someone-elses" in world.names(EU, "configmaps", NS)
+
+
+def test_an_invalid_file_prunes_nothing(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    join_primary(world)
+    assert world.reconcile() == 0
+    broken = {**ISTIOD_REMOTE, "spec": {"network": "not a network"}}
+    world.repo.commit({f"remotes/{EU}.yaml": yaml.safe_dump(broken)}, "a typo")
+    assert world.reconcile() == 1
+    assert "spec.network" in capsys.readouterr().err
+    assert SECRET in world.names("central", "secrets", NS)
+    assert world.names(EU, "endpointslices", NS, group=DISCOVERY) == ["istiod"]
+
+
+@pytest.mark.kube_apiserver_only  # localkube authorizes every authenticated request
+def test_the_remote_secret_reads_as_the_reader_only(world: World) -> None:
+    join_primary(world)
+    assert world.reconcile() == 0
+    _, config = remote_secret(world)
+    with Cluster("as-istiod", config) as reader:
+        assert "istiod" in [
+            s["metadata"]["name"] for s in reader.list(resources.SERVICE, namespace=NS)[0]
+        ]
+        secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x", "namespace": NS}}
+        with pytest.raises(errors.Forbidden):
+            reader.create(resources.SECRET, secret)
+        deployment = {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "x", "namespace": NS},
+            "spec": {
+                "selector": {"matchLabels": {"a": "b"}},
+                "template": {
+                    "metadata": {"labels": {"a": "b"}},
+                    "spec": {"containers": [{"name": "x", "image": "x"}]},
+                },
+            },
+        }
+        with pytest.raises(errors.Forbidden):
+            reader.create(resources.BY_KIND["Deployment"], deployment)
+
+
+@pytest.mark.kube_apiserver_only  # RBAC decides only on a real apiserver
+def test_gitmesh_join_credentials_suffice_for_an_istiod_remote(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With the least-privilege access `gitmesh join` sets up (no admin credentials), the
+    remote profile's objects, including the reader ClusterRole gitmesh must hold to grant,
+    and the reader token for the primary are all within reach."""
+    world.args  # writes central.kubeconfig  # noqa: B018
+    store = world.store("central")
+    store.delete(store.kind("", "v1", "secrets"), NS, EU)
+    admin = world.tmp / "eu-admin.kubeconfig"
+    world.server.write_kubeconfig(admin, EU)
+    joined = cli.main(
+        [
+            "join",
+            EU,
+            "--kubeconfig",
+            str(admin),
+            "--central-kubeconfig",
+            str(world.tmp / "central.kubeconfig"),
+        ]
+    )
+    assert joined == 0, capsys.readouterr().err
+    join_primary(world)
+    assert world.reconcile() == 0, capsys.readouterr().err
+    assert world.status()[f"status/{EU}.yaml"]["state"] == "Available"
+    assert SECRET in world.names("central", "secrets", NS)
