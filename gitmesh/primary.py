@@ -33,6 +33,13 @@ ROOT_CERT_KEY = "root-cert.pem"
 _CONFIGMAP = resources.BY_KIND["ConfigMap"]
 
 
+def address_of(service: Mapping[str, Any] | None) -> str | None:
+    """The first load-balancer address (IP or host name) in a Service's status."""
+    status = (service or {}).get("status") or {}
+    ingress = (status.get("loadBalancer") or {}).get("ingress") or []
+    return next((str(i.get("ip") or i.get("hostname")) for i in ingress if i), None)
+
+
 def observe(central: Cluster, mesh: specs.Mesh) -> tuple[str | None, str | None, str | None]:
     """(gateway address, root certificate PEM, what is wrong) on the primary."""
     ns = mesh.namespace
@@ -44,8 +51,7 @@ def observe(central: Cluster, mesh: specs.Mesh) -> tuple[str | None, str | None,
         return None, None, f"on the primary: {e}"
     except errors.ClusterError as e:
         return None, None, f"cannot read the primary: {e}"
-    ingress = ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
-    address = next((str(i.get("ip") or i.get("hostname")) for i in ingress if i), None)
+    address = address_of(svc)
     root = (cm.get("data") or {}).get(ROOT_CERT_KEY)
     if not address:
         return None, root, f"the east-west gateway {ns}/{gateway} has no load-balancer address yet"

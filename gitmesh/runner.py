@@ -33,9 +33,10 @@ from typing import Any
 from apscheduler.schedulers.background import BackgroundScheduler
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from gitmesh import errors, logs, meshrepo, reconcile, render, statusfiles
+from gitmesh import errors, logs, meshrepo, reconcile, render, specs, statusfiles
 from gitmesh.cluster import Cluster
 from gitmesh.endpointsync import EndpointSync
+from gitmesh.gatewaywatch import GatewayWatch
 from gitmesh.leader import Elector
 from gitmesh.metrics import Metrics
 from gitmesh.source import Snapshot, Source
@@ -103,6 +104,7 @@ class Runner:
         )
         self.elector: Elector | None = None
         self.sync: EndpointSync | None = None
+        self.gateway: GatewayWatch | None = None
         self.http: _BoundedHTTPServer | None = None
         self.pass_started: float | None = None  # time.monotonic() of the pass in flight
 
@@ -203,6 +205,7 @@ class Runner:
                     n: [dict(s.selector), list(s.ports)] for n, s in sorted(state.services.items())
                 },
                 "ca": dict(state.ca_data or {}),
+                "primary": [state.gateway_address, state.root_cert],
             },
             sort_keys=True,
             default=str,
@@ -330,6 +333,22 @@ class Runner:
                 time.monotonic() - started + (self.sync.debounce if self.sync else 0)
             )
 
+    def on_gateway(self, address: str | None) -> None:
+        """The east-west gateway moved: reconcile the IstiodRemotes now (their istiod
+        Endpoints hold its address), off the watch thread."""
+        if not self.leader() or self.repo is None or self.snapshot is None:
+            return
+        names = {n for n, s in self.repo.remotes.items() if isinstance(s, specs.IstiodRemote)}
+        if names:
+            snapshot, repo = self.snapshot, self.repo
+            self.scheduler.add_job(
+                self._pass,
+                args=(snapshot, repo),
+                kwargs={"only": names},
+                id="gateway",
+                replace_existing=True,
+            )
+
     def flush_endpoints(self) -> None:
         """Commit endpoint snapshots taken since the last commit."""
         with self._pending_lock:
@@ -372,6 +391,10 @@ class Runner:
         )
         self.sync = EndpointSync(self.central, namespace, self.on_pods, debounce=rs.debounce)
         self.sync.start()
+        if repo is not None and repo.mesh is not None:
+            gateway = repo.mesh.primary.east_west_gateway
+            self.gateway = GatewayWatch(self.central, repo.mesh.namespace, gateway, self.on_gateway)
+            self.gateway.start()
         self.scheduler.add_job(
             self.poll,
             "interval",
@@ -419,6 +442,8 @@ class Runner:
             )
         if self.sync is not None:
             self.sync.stop()
+        if self.gateway is not None:
+            self.gateway.stop()
         if self.elector is not None:
             self.elector.stop(release=True)
         if self.http is not None:

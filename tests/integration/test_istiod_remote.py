@@ -8,6 +8,7 @@ remote-istiod-service.yaml, remote-istiod-endpointslices.yaml, mutatingwebhook.y
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from gitmesh import cli, errors, resources, sandbox
 from gitmesh.cluster import Cluster
 from gitmesh.render import istiodremote
 from tests.integration.conftest import TOKEN, World
+from tests.integration.running import started_runner, wait_for
 
 EU = "remote-eu"
 NS = "istio-system"
@@ -227,3 +229,19 @@ def test_gitmesh_join_credentials_suffice_for_an_istiod_remote(
     assert world.reconcile() == 0, capsys.readouterr().err
     assert world.status()[f"status/{EU}.yaml"]["state"] == "Available"
     assert SECRET in world.names("central", "secrets", NS)
+
+
+def test_gitmesh_run_follows_the_gateway_without_a_poll(world: World, tmp_path: Path) -> None:
+    """In `gitmesh run`, a watch on the east-west gateway Service moves the istiod
+    EndpointSlice when the load balancer's address changes (polls are an hour apart)."""
+    join_primary(world)
+    with started_runner(world, tmp_path / "cache"):
+        eps = world.get(EU, "endpointslices", NS, "istiod", group=DISCOVERY)
+        assert eps["endpoints"][0]["addresses"] == ["192.0.2.10"]
+        sandbox.set_gateway_address(world.server, "central", "192.0.2.30", gateway=GATEWAY)
+
+        def moved() -> bool:
+            found = world.get(EU, "endpointslices", NS, "istiod", group=DISCOVERY)
+            return bool(found["endpoints"][0]["addresses"] == ["192.0.2.30"])
+
+        wait_for(moved, timeout=30, what="the istiod EndpointSlice to follow the gateway")

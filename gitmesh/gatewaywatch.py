@@ -1,0 +1,103 @@
+"""The istiod primary's east-west gateway, watched: IstiodRemotes reach istiod through its
+load-balancer address, so when the address changes, their istiod Endpoints must follow.
+
+LIST the Services of the mesh namespace, WATCH from there (resuming from the last
+resourceVersion, relisting on 410 Gone, reconnecting with backoff), and call `on_change`
+with the new address whenever the gateway's address differs from the last one reported.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Callable
+
+from gitmesh import errors, logs, resources
+from gitmesh.cluster import Cluster
+from gitmesh.primary import address_of
+
+
+class GatewayWatch:
+    """Watches one Service in a thread; calls `on_change(address)` when its address moves."""
+
+    def __init__(
+        self,
+        central: Cluster,
+        namespace: str,
+        name: str,
+        on_change: Callable[[str | None], None],
+        *,
+        watch_timeout: int = 300,
+        max_backoff: float = 10.0,
+    ) -> None:
+        self.central = central
+        self.namespace = namespace
+        self.name = name
+        self.on_change = on_change
+        self.watch_timeout = watch_timeout
+        self.max_backoff = max_backoff
+        self.address: str | None = None
+        self.synced = threading.Event()
+        self._rv = ""
+        self._stop = threading.Event()
+
+    def start(self) -> None:
+        """Start watching."""
+        threading.Thread(target=self._loop, name="gateway-watch", daemon=True).start()
+
+    def stop(self) -> None:
+        """Stop (the watch ends at its next event or timeout)."""
+        self._stop.set()
+
+    def _seen(self, address: str | None) -> None:
+        if address == self.address:
+            return
+        before, self.address = self.address, address
+        if self.synced.is_set():
+            logs.get().info(
+                "east-west gateway address changed", extra={"from": before, "to": address}
+            )
+            try:
+                self.on_change(address)
+            except Exception:  # the watch must outlive a failing callback
+                logs.get().exception("following the gateway address failed")
+
+    def _relist(self) -> None:
+        items, self._rv = self.central.list(resources.SERVICE, namespace=self.namespace)
+        found = next((o for o in items if o["metadata"]["name"] == self.name), None)
+        self._seen(address_of(found))
+        self.synced.set()
+
+    def _loop(self) -> None:
+        backoff = 0.2
+        need_list = True
+        while not self._stop.is_set():
+            try:
+                if need_list:
+                    self._relist()
+                    need_list = False
+                for event in self.central.watch(
+                    resources.SERVICE,
+                    namespace=self.namespace,
+                    resource_version=self._rv,
+                    timeout_seconds=self.watch_timeout,
+                ):
+                    obj = event.get("object") or {}
+                    self._rv = (obj.get("metadata") or {}).get("resourceVersion") or self._rv
+                    if event.get("type") == "BOOKMARK" or obj["metadata"]["name"] != self.name:
+                        continue
+                    self._seen(None if event.get("type") == "DELETED" else address_of(obj))
+                    backoff = 0.2
+                    if self._stop.is_set():
+                        return
+            except errors.ClusterError as e:
+                if self._stop.is_set():
+                    return
+                need_list = e.status == 410
+                if not need_list:
+                    logs.get().warning(
+                        "gateway watch broke; reconnecting",
+                        extra={"error": str(e), "backoff": round(backoff, 2)},
+                    )
+                    self._stop.wait(backoff * random.uniform(0.8, 1.2))  # noqa: S311 - jitter
+                    backoff = min(backoff * 2, self.max_backoff)
