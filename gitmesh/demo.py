@@ -4,8 +4,9 @@ A central and two remote clusters on localkube with a simulated Istio control pl
 local git remote made from the packaged example repository, then: the remotes join and
 become Available; the telemetry pod is deleted and the remotes' Endpoints follow (through
 the live watch `gitmesh run` uses); each remote's citadel signs with its own intermediate
-CA, and a service nothing backs is a warning; a commit changes `autoInjectionNamespaces` and the
-labels follow; finally the status branch's log. Each step checks what it shows, so a
+CA, and a service nothing backs is a warning; a commit changes `autoInjectionNamespaces`
+and the labels follow; remote-eu switches to today's model and joins an istiod primary
+(IstiodRemote); finally the status branch's log. Each step checks what it shows, so a
 broken step exits non-zero.
 """
 
@@ -319,15 +320,56 @@ def _story(d: Demo) -> None:
     )
     d.check(payments.get("istio-injection") == "enabled", "payments gained them")
 
+    _istiod_story(d)
+
     d.step("The audit trail: git log gitmesh/status")
     log = d.repo.log("gitmesh/status", "--format=%h %s", "--shortstat")
     for line in log.splitlines():
         if line.strip():
             d.out(f"   {line}")
-    # Three passes changed something (join, endpoint snapshot, labels): three commits.
+    # Four passes changed something (join, endpoint snapshot, labels, istiod): four commits.
     d.check(
-        len(d.repo.log("gitmesh/status", "--format=%h").split()) == 3,
+        len(d.repo.log("gitmesh/status", "--format=%h").split()) == 4,
         "one status commit per pass that changed something, none for the rest",
+    )
+
+
+def _istiod_story(d: Demo) -> None:
+    """Today's model: the central cluster runs istiod, remote-eu joins it as an IstiodRemote."""
+    d.step("Today's Istio: remote-eu joins an istiod primary (kind: IstiodRemote)")
+    sandbox.add_primary(d.kube, CENTRAL, address="192.0.2.10")
+    d.out(f"   [{CENTRAL}] the east-west gateway {NS}/{sandbox.GATEWAY} is at 192.0.2.10")
+    doc = {
+        "apiVersion": "gitmesh.io/v1alpha1",
+        "kind": "IstiodRemote",
+        "metadata": {"name": "remote-eu"},
+        "spec": {"network": "network2", "injectionNamespaces": ["payments"]},
+    }
+    text = yaml.safe_dump(doc, sort_keys=False)
+    sha = d.repo.commit({"remotes/remote-eu.yaml": text.encode()}, "remote-eu joins istiod")
+    d.out(f"   commit {sha[:12]}: remotes/remote-eu.yaml")
+    d.out("\n".join(f"     {line}" for line in text.splitlines()))
+    result = d.one_pass()
+    res = result.remotes["remote-eu"]
+    for item in res.items:
+        if item.changes:
+            where = "central" if item.component == "primary" else "remote-eu"
+            d.out(f"   {item.action:<7} [{where}] {item.ref}")
+    d.check(res.report.state == "Available", "remote-eu is Available as an IstiodRemote")
+    eps = d.kube.store("remote-eu")
+    slice_ = eps.get(eps.kind("discovery.k8s.io", "v1", "endpointslices"), NS, "istiod")
+    hooks = eps.get(
+        eps.kind("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations"),
+        "",
+        "istio-sidecar-injector",
+    )
+    d.out(f"   [remote-eu] endpointslice/istiod: {slice_['endpoints'][0]['addresses'][0]}")
+    d.out("   [remote-eu] webhook path: " + hooks["webhooks"][0]["clientConfig"]["service"]["path"])
+    deployments = d.listed("remote-eu", "deployments", NS, group="apps")
+    secrets = [o["metadata"]["name"] for o in d.listed(CENTRAL, "secrets", NS)]
+    d.check(
+        not deployments and "istio-remote-secret-remote-eu" in secrets,
+        "its citadel and injector are gone; istiod reads it through istio-remote-secret-remote-eu",
     )
 
 

@@ -32,10 +32,13 @@ def test_demo_runs_the_seed_story_and_exits_zero(tmp_path: Path, backend: str) -
         "[remote-eu] secret/cacerts: CN=Intermediate CA for remote remote-eu,O=gitmesh",
         "each remote signs with its own intermediate CA",
         "warning [remoteistio-sample]: enabled service istio-statsd: no ready pod",
+        "remote-eu is Available as an IstiodRemote",
+        "[remote-eu] webhook path: /inject/cluster/remote-eu/net/network2",
+        "create  [central] Secret istio-system/istio-remote-secret-remote-eu",
         "Done in",
     ):
         assert expected in out
-    assert out.count("   ok: ") == 8
+    assert out.count("   ok: ") == 10
     assert "WARNING" not in out + proc.stderr  # each warning once, with its pass
 
 

@@ -8,6 +8,7 @@ remote-istiod-service.yaml, remote-istiod-endpointslices.yaml, mutatingwebhook.y
 from __future__ import annotations
 
 import base64
+import json
 from pathlib import Path
 from typing import Any
 
@@ -245,3 +246,21 @@ def test_gitmesh_run_follows_the_gateway_without_a_poll(world: World, tmp_path: 
             return bool(found["endpoints"][0]["addresses"] == ["192.0.2.30"])
 
         wait_for(moved, timeout=30, what="the istiod EndpointSlice to follow the gateway")
+
+
+def test_plan_shows_both_halves_in_every_format(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    join_primary(world)
+    capsys.readouterr()
+    assert world.plan("--format", "json") == 0
+    plan = json.loads(capsys.readouterr().out)
+    eu = next(r for r in plan["remotes"] if r["name"] == EU)
+    made = {(c["action"], c["kind"], c["name"]) for c in eu["changes"]}
+    assert ("create", "EndpointSlice", "istiod") in made
+    assert ("create", "Secret", SECRET) in made
+    for fmt in ("text", "markdown"):
+        assert world.plan("--format", fmt) == 0
+        out = capsys.readouterr().out
+        assert "EndpointSlice" in out and SECRET in out
+    assert SECRET not in world.names("central", "secrets", NS)  # plan writes nothing

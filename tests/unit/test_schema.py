@@ -27,7 +27,11 @@ def test_schema_forbids_unknown_fields() -> None:
 
 def test_example_files_carry_a_modeline() -> None:
     """Each example spec names its schema for yaml-language-server."""
-    files = [ROOT / "example-repo/mesh.yaml", *(ROOT / "example-repo/remotes").glob("*.yaml")]
+    files = [
+        *(ROOT / "example-repo").glob("**/mesh.yaml"),
+        *(ROOT / "example-repo").glob("**/remotes/*.yaml"),
+    ]
+    assert len(files) == 5
     for path in files:
         first = path.read_text(encoding="utf-8").splitlines()[0]
         assert first.startswith("# yaml-language-server: $schema="), path

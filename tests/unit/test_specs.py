@@ -55,9 +55,11 @@ def make_repo(root: Path, remotes: dict[str, str | bytes], mesh: bytes = MESH) -
     return root
 
 
-def test_example_repo_validates(capsys: pytest.CaptureFixture[str]) -> None:
-    """`gitmesh validate example-repo` exits 0."""
-    assert cli.main(["validate", str(ROOT / "example-repo")]) == 0
+@pytest.mark.parametrize("where", ["example-repo", "example-repo/istiod"])
+def test_example_repo_validates(where: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """`gitmesh validate example-repo` (RemoteIstio) and `example-repo/istiod`
+    (IstiodRemote) exit 0."""
+    assert cli.main(["validate", str(ROOT / where)]) == 0
     assert capsys.readouterr().out == ""
 
 
