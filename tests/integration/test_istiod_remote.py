@@ -8,6 +8,7 @@ remote-istiod-service.yaml, remote-istiod-endpointslices.yaml, mutatingwebhook.y
 from __future__ import annotations
 
 import base64
+import datetime
 import json
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from gitmesh import cli, errors, resources, sandbox
+from gitmesh import access, cli, errors, resources, sandbox
 from gitmesh.cluster import Cluster
 from gitmesh.render import istiodremote
 from tests.integration.conftest import TOKEN, World
@@ -264,3 +265,23 @@ def test_plan_shows_both_halves_in_every_format(
         out = capsys.readouterr().out
         assert "EndpointSlice" in out and SECRET in out
     assert SECRET not in world.names("central", "secrets", NS)  # plan writes nothing
+
+
+def test_the_reader_token_is_renewed_when_due_and_only_then(world: World) -> None:
+    join_primary(world)
+    assert world.reconcile() == 0
+    _, config = remote_secret(world)
+    soon = datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1)
+    world.merge_patch(
+        "central",
+        "secrets",
+        NS,
+        SECRET,
+        {"metadata": {"annotations": {access.EXPIRES: soon.strftime("%Y-%m-%dT%H:%M:%SZ")}}},
+    )
+    assert world.reconcile() == 0
+    renewed, new_config = remote_secret(world)
+    assert new_config["users"][0]["user"]["token"] != config["users"][0]["user"]["token"]
+    version = renewed["metadata"]["resourceVersion"]
+    assert world.reconcile() == 0
+    assert remote_secret(world)[0]["metadata"]["resourceVersion"] == version

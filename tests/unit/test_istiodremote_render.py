@@ -1,0 +1,52 @@
+"""The IstiodRemote renderer's choices that depend on its inputs (pure)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gitmesh import render, specs
+
+MESH = specs.Mesh.model_validate({"apiVersion": "gitmesh.io/v1alpha1", "kind": "Mesh"})
+
+
+def remote(**spec: Any) -> specs.IstiodRemote:
+    return specs.IstiodRemote.model_validate(
+        {
+            "apiVersion": "gitmesh.io/v1alpha1",
+            "kind": "IstiodRemote",
+            "metadata": {"name": "w"},
+            "spec": spec,
+        }
+    )
+
+
+def objects(spec: specs.IstiodRemote, central: render.Central) -> dict[str, Any]:
+    out = render.remote(spec, MESH, central)
+    return {f"{o['kind']}/{o['metadata']['name']}": o for c in out.components for o in c.objects}
+
+
+def test_a_host_name_makes_an_external_name_service_and_no_slice() -> None:
+    """remote-istiod-service.yaml: an address that is not an IP becomes ExternalName;
+    remote-istiod-endpointslices.yaml renders only for an IP (istio 1.30.3)."""
+    found = objects(remote(), render.Central(gateway_address="gw.example.com", root_cert="x"))
+    svc = found["Service/istiod"]["spec"]
+    assert svc["type"] == "ExternalName" and svc["externalName"] == "gw.example.com"
+    assert "EndpointSlice/istiod" not in found
+    v6 = objects(remote(), render.Central(gateway_address="2001:db8::1", root_cert="x"))
+    assert v6["EndpointSlice/istiod"]["addressType"] == "IPv6"
+
+
+def test_the_injection_path_names_the_network_only_when_set() -> None:
+    central = render.Central(gateway_address="192.0.2.1", root_cert="x")
+    for spec, path in (
+        (remote(), "/inject/cluster/w"),
+        (remote(network="n2"), "/inject/cluster/w/net/n2"),
+    ):
+        hook = objects(spec, central)["MutatingWebhookConfiguration/istio-sidecar-injector"]
+        assert {h["clientConfig"]["service"]["path"] for h in hook["webhooks"]} == {path}
+
+
+def test_without_the_primary_the_istiod_components_fail_with_the_reason() -> None:
+    out = render.remote(remote(), MESH, render.Central(primary_error="no gateway address"))
+    failed = {c.name: c.error for c in out.components if c.error}
+    assert failed == {"istiod": "no gateway address", "sidecarinjector": "no gateway address"}
