@@ -75,8 +75,11 @@ def _current(secret: Obj, name: str, cluster: Mapping[str, Any], now: datetime.d
         stored, _ = kubeconfigs.current(config)
     except (KeyError, ValueError, TypeError, yaml.YAMLError, errors.GitmeshError):
         return False
+    # Compared with what would be written now (a CA file of a --kubeconfig-dir kubeconfig
+    # is inlined there).
+    wanted, _ = kubeconfigs.current(yaml.safe_load(access.kubeconfig(name, cluster, "-")))
     same = all(
-        stored.get(k) == cluster.get(k)
+        stored.get(k) == wanted.get(k)
         for k in ("server", "certificate-authority-data", "insecure-skip-tls-verify")
     )
     return same and not access.due(expires, lifetime, now)
