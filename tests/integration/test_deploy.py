@@ -187,6 +187,8 @@ def test_dockerfile_is_slim_pinned_and_non_root() -> None:
     assert "USER 65532:65532" in final
     assert "git" in final and not any(tool in final for tool in ("gcc", "build-essential"))
     assert json.loads(final.split("ENTRYPOINT ")[1].splitlines()[0]) == ["gitmesh"]
+    # bytecode is compiled at build time: the root filesystem is read-only at run time
+    assert "--no-compile" not in final and "pip install" in final
 
 
 def _apply(world: World, docs: list[dict[str, Any]]) -> None:
