@@ -18,7 +18,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from gitmesh import meshrepo, schema
 from gitmesh.errors import GitmeshError, Problem
@@ -433,26 +433,65 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    """Show each remote's state from the status branch."""
+    """Show each remote's state from the status branch, and whether it is in sync with the
+    source revision; with --exit-code, exit 2 when any remote is not Available or not in
+    sync."""
+    import yaml
+
     from gitmesh import statusfiles
     from gitmesh.statusbranch import StatusBranch
 
     source = make_source(args)
-    repo = None if args.status_branch else source.fetch().parse()
-    branch = StatusBranch(source.cache, status_branch_name(args, repo))
-    rows = statusfiles.read_status(branch.read())
+    snapshot = source.fetch()
+    repo = snapshot.parse()
+    name = status_branch_name(args, None if args.status_branch else repo)
+    files = StatusBranch(source.cache, name).read_existing()
+    if files is None:
+        raise GitmeshError(
+            f"the status branch {name!r} does not exist in {source.display}: no pass "
+            "has committed to it yet, or --status-branch names another branch"
+        )
+    rows = statusfiles.read_status(files)
+    for row in rows:
+        row["outOfSync"] = row["lastAppliedRevision"] != snapshot.commit
+    known = {r["remote"] for r in rows}
+    rows += [
+        {"remote": n, "state": "NotReconciled", "outOfSync": True, "lastAppliedRevision": ""}
+        for n in sorted(set(repo.remotes) - known)
+    ]
+    report = {"revision": snapshot.commit, "remotes": rows}
     if args.format == "json":
-        print(json.dumps(rows, indent=2))
-        return 0
-    header = ("REMOTE", "STATE", "SINCE", "REVISION", "ENDPOINTS")
+        print(json.dumps(report, indent=2))
+    elif args.format == "yaml":
+        print(yaml.safe_dump(report, sort_keys=False), end="")
+    else:
+        _status_table(rows, snapshot.commit)
+    healthy = all(r["state"] == "Available" and not r["outOfSync"] for r in rows)
+    return 2 if args.exit_code and not healthy else 0
+
+
+def _status_table(rows: list[dict[str, Any]], head: str) -> None:
+    header = ("REMOTE", "STATE", "SINCE", "APPLIED", "SYNC", "ENDPOINTS")
     table = [header] + [
-        (r["remote"], r["state"], r["since"], r["sourceRevision"][:12], str(r["endpoints"]))
+        (
+            r["remote"],
+            r["state"],
+            r.get("since", ""),
+            r["lastAppliedRevision"][:12] or "-",
+            "OutOfSync" if r["outOfSync"] else "Synced",
+            str(r.get("endpoints", "-")),
+        )
         for r in rows
     ]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     for row in table:
         print("   ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-    return 0
+    print(f"\nsource revision {head[:12]}")
+    for r in rows:
+        if r.get("message") and r["state"] != "Available":
+            print(f"{r['remote']}: {r['message']}")
+        for warning in r.get("warnings") or ():
+            print(f"{r['remote']}: warning: {warning}")
 
 
 def cmd_join(args: argparse.Namespace) -> int:
@@ -655,7 +694,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("status", help="show the remotes' state from the status branch")
     add_source_flags(p)
-    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.add_argument(
+        "-o",
+        "--output",
+        "--format",
+        dest="format",
+        choices=["text", "json", "yaml"],
+        default="text",
+        help="output format (default: text)",
+    )
+    p.add_argument(
+        "--exit-code",
+        action="store_true",
+        help="exit 2 when a remote is not Available or not in sync with the source revision",
+    )
     p.set_defaults(func=cmd_status)
 
     _add_join(sub)

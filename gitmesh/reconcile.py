@@ -533,10 +533,12 @@ def reconcile_remote(
                 ],
             )
             all_items += stray
-            if failure is None and not settings.plan_only:
+            if failure is None and not settings.plan_only and stray:
                 try:
                     for item in stray:
                         applier.apply(item, None)
+                    # Another model's objects, or a component gitmesh no longer has.
+                    reports.append(ComponentReport("stray", "Ready", deleted=len(stray)))
                 except errors.ClusterError as e:
                     failure = str(e)
             if failure is None and isinstance(spec, specs.IstiodRemote):
@@ -883,8 +885,13 @@ def run_pass(
         except errors.ClusterError as e:  # the next pass prunes them again, finding nothing
             log.warning("cannot update the inventory", extra={"error": str(e)})
     reports = {n: r.report for n, r in results.items() if r.report.state != "Removed"}
+    pruned = {
+        name: sum(1 for i in results[name].items if i.action == "delete") for name in removed
+    }
     return PassResult(
-        PassReport(revision, reports, removed=tuple(removed)), results, central=central_state
+        PassReport(revision, reports, removed=tuple(removed), pruned=pruned),
+        results,
+        central=central_state,
     )
 
 

@@ -80,6 +80,11 @@ class StatusBranch:
         """The files at the branch tip (empty when the branch does not exist yet)."""
         return self._files(self._fetch_tip())
 
+    def read_existing(self) -> dict[str, bytes] | None:
+        """The files at the branch tip; None when the branch does not exist."""
+        tip = self._fetch_tip()
+        return None if tip is None else self._files(tip)
+
     def write(
         self,
         changes_for: Callable[[Mapping[str, bytes]], Changes],

@@ -64,6 +64,8 @@ class PassReport:
     remotes: Mapping[str, RemoteReport]
     # Remotes whose spec left the repository and whose objects were pruned.
     removed: tuple[str, ...] = field(default=())
+    # How many objects each removed remote's prune deleted (they count as applied).
+    pruned: Mapping[str, int] = field(default_factory=dict)
 
 
 def status_path(name: str) -> str:
@@ -138,30 +140,21 @@ def _message(remote: RemoteReport) -> str:
 def _conditions(
     remote: RemoteReport, before: list[dict[str, Any]], now: str
 ) -> list[dict[str, Any]]:
+    """Ready and SpecValid, each with its reason and when it last changed; the words are in
+    the status's one `message`."""
     old = {c.get("type"): c for c in before if isinstance(c, dict)}
-    message = _message(remote)
+    invalid = remote.state == "InvalidSpec"
     wanted = [
-        ("Ready", remote.state == "Available", remote.state, message or remote.state),
-        (
-            "SpecValid",
-            remote.state != "InvalidSpec",
-            "InvalidSpec" if remote.state == "InvalidSpec" else "Valid",
-            message if remote.state == "InvalidSpec" else "the spec validates",
-        ),
+        ("Ready", remote.state == "Available", remote.state),
+        ("SpecValid", not invalid, "InvalidSpec" if invalid else "Valid"),
     ]
     out = []
-    for typ, ok, reason, message in wanted:
+    for typ, ok, reason in wanted:
         status = "True" if ok else "False"
         prev = old.get(typ, {})
         since = prev.get("lastTransitionTime") if prev.get("status") == status else None
         out.append(
-            {
-                "type": typ,
-                "status": status,
-                "reason": reason,
-                "message": message,
-                "lastTransitionTime": since or now,
-            }
+            {"type": typ, "status": status, "reason": reason, "lastTransitionTime": since or now}
         )
     return sorted(out, key=lambda c: c["type"])
 
@@ -191,18 +184,28 @@ def _status(
         ):
             entry["lastChange"] = old_components[comp.name]["lastChange"]
         components[comp.name] = entry
-    if not remote.components and remote.state == "InvalidSpec":
+    if not remote.components:
         components = old_components  # nothing was attempted; keep what was last seen
+    # The last revision this remote was Available at (Flux's lastAppliedRevision), and the
+    # one this pass tried; older files said sourceRevision.
+    applied = (
+        revision
+        if remote.state == "Available"
+        else before.get("lastAppliedRevision")
+        or (before.get("sourceRevision") if before.get("state") == "Available" else None)
+    )
     status: dict[str, Any] = {
         "name": remote.name,
         "state": remote.state,
         "since": before.get("since")
         if before.get("state") == remote.state and before.get("since")
         else now,
-        "sourceRevision": revision,
+        "lastAttemptedRevision": revision,
         "conditions": _conditions(remote, before.get("conditions") or [], now),
         "components": components,
     }
+    if applied:
+        status["lastAppliedRevision"] = applied
     if remote.message:
         status["message"] = _message(remote)
     warnings = [
@@ -210,8 +213,6 @@ def _status(
     ]
     if warnings:
         status["warnings"] = warnings
-    if remote.error:
-        status["lastError"] = errors.one_line(remote.error, limit=ERROR_LIMIT)
     return status
 
 
@@ -255,6 +256,7 @@ def message(report: PassReport, changes: Mapping[str, bytes | None]) -> str:
         sum(getattr(c, f) for r in report.remotes.values() for c in r.components)
         for f in ("created", "patched", "deleted")
     ]
+    counts[2] += sum(report.pruned.values())
     summary = ", ".join(f"{n} {s}" for s, n in sorted(states.items())) or "no remotes"
     lines = [
         f"gitmesh status at {report.revision[:12]}: {summary}",
@@ -266,7 +268,7 @@ def message(report: PassReport, changes: Mapping[str, bytes | None]) -> str:
     for name in touched:
         found = report.remotes.get(name)
         if found is None:
-            lines.append(f"- {name}: removed")
+            lines.append(f"- {name}: removed ({report.pruned.get(name, 0)} deleted)")
             continue
         applied = [
             f"{c.name} +{c.created} ~{c.patched} -{c.deleted}"
@@ -297,7 +299,9 @@ def read_status(files: Mapping[str, bytes]) -> list[dict[str, Any]]:
                 "remote": name,
                 "state": status.get("state", "Unknown"),
                 "since": status.get("since", ""),
-                "sourceRevision": status.get("sourceRevision", ""),
+                "lastAppliedRevision": status.get("lastAppliedRevision", ""),
+                "lastAttemptedRevision": status.get("lastAttemptedRevision")
+                or status.get("sourceRevision", ""),
                 "endpoints": sum(len(v or []) for v in eps.values()),
                 "message": status.get("message", ""),
                 "warnings": [str(w) for w in status.get("warnings") or ()],

@@ -458,8 +458,8 @@ def test_status_command_after_a_pass(world: World, capsys: pytest.CaptureFixture
         )
         == 0
     )
-    rows = {r["remote"]: r for r in json.loads(capsys.readouterr().out)}
-    assert rows[SAMPLE]["state"] == "Available"
+    rows = {r["remote"]: r for r in json.loads(capsys.readouterr().out)["remotes"]}
+    assert rows[SAMPLE]["state"] == "Available" and not rows[SAMPLE]["outOfSync"]
     # pilot 4 ports, policy 2, telemetry 2, zipkin 1, statsd none: one pod each
     assert rows[SAMPLE]["endpoints"] == 4 + 2 + 2 + 1
 

@@ -76,7 +76,8 @@ def test_files_are_deterministic_and_sorted(remote: MeshRemote, branch: StatusBr
     write(branch, report(remote.head), "2026-01-01T00:00:00Z")
     files = branch.read()
     status = yaml.safe_load(files["status/remote-1.yaml"])
-    assert status["state"] == "Available" and status["sourceRevision"] == remote.head
+    assert status["state"] == "Available" and status["lastAppliedRevision"] == remote.head
+    assert status["lastAttemptedRevision"] == remote.head
     assert status["since"] == "2026-01-01T00:00:00Z"
     assert [c["type"] for c in status["conditions"]] == ["Ready", "SpecValid"]
     assert status["components"]["common"]["lastChange"]["created"] == 3
@@ -172,21 +173,24 @@ def test_two_writers_racing_lose_nothing(remote: MeshRemote, tmp_path: Path) -> 
 def test_status_command_table_and_json(
     remote: MeshRemote, branch: StatusBranch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """`gitmesh status --repo R` shows each remote's state, since, revision and endpoints."""
+    """`gitmesh status --repo R` shows each remote's state, since, the revision it was last
+    applied at, whether that is the source revision, and its endpoints."""
     write(branch, report(remote.head), "2026-01-01T00:00:00Z")
     args = ["status", "--repo", remote.url, "--cache-dir", str(tmp_path / "c2")]
     assert cli.main(args) == 0
     table = capsys.readouterr().out.splitlines()
-    assert table[0].split() == ["REMOTE", "STATE", "SINCE", "REVISION", "ENDPOINTS"]
+    assert table[0].split() == ["REMOTE", "STATE", "SINCE", "APPLIED", "SYNC", "ENDPOINTS"]
     assert table[1].split() == [
         "remote-1",
         "Available",
         "2026-01-01T00:00:00Z",
         remote.head[:12],
+        "Synced",
         "2",
     ]
-    assert cli.main([*args, "--format", "json"]) == 0
-    import json
+    for flag in ("--format", "-o"):
+        assert cli.main([*args, flag, "json"]) == 0
+        import json
 
-    rows = json.loads(capsys.readouterr().out)
-    assert rows[0]["remote"] == "remote-1" and rows[0]["endpoints"] == 2
+        rows = json.loads(capsys.readouterr().out)["remotes"]
+        assert rows[0]["remote"] == "remote-1" and rows[0]["endpoints"] == 2
