@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import jsonpatch
@@ -56,6 +56,8 @@ class Item:
     ops: tuple[Obj, ...] = ()
     body: Obj | None = None
     resource_version: str | None = None
+    # For each op that replaces or removes a value: the value it had (for people to read).
+    before: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def changes(self) -> bool:
@@ -121,6 +123,11 @@ def owned_fields(observed: Mapping[str, Any]) -> Obj:
 
 def diff(observed: Obj, desired: Obj) -> list[Obj]:
     """JSON Patch ops that make the owned fields of `observed` equal `desired`."""
+    return _diff(observed, desired)[0]
+
+
+def _diff(observed: Obj, desired: Obj) -> tuple[list[Obj], dict[str, Any]]:
+    """The ops, and the values the replaced and removed paths hold now."""
     target = with_owned_fields(desired)
     owned = owned_fields(observed)
     target_body = {k: v for k, v in target.items() if k not in ("apiVersion", "kind")}
@@ -128,7 +135,14 @@ def diff(observed: Obj, desired: Obj) -> list[Obj]:
     current.pop("apiVersion", None)
     current.pop("kind", None)
     ops: list[Obj] = jsonpatch.make_patch(current, target_body).patch
-    return ops
+    before = {}
+    for op in ops:
+        if op["op"] in ("replace", "remove"):
+            try:
+                before[op["path"]] = jsonpatch.JsonPointer(op["path"]).resolve(current)
+            except jsonpatch.JsonPointerException:
+                continue
+    return ops, before
 
 
 def component(name: str, desired: Sequence[Obj], observed: Iterable[Obj]) -> list[Item]:
@@ -148,9 +162,16 @@ def component(name: str, desired: Sequence[Obj], observed: Iterable[Obj]) -> lis
             )
             continue
         rv = current["metadata"].get("resourceVersion")
-        ops = diff(current, obj)
+        ops, before = _diff(current, obj)
         items.append(
-            Item("patch" if ops else "unchanged", name, ref, tuple(ops), resource_version=rv)
+            Item(
+                "patch" if ops else "unchanged",
+                name,
+                ref,
+                tuple(ops),
+                resource_version=rv,
+                before=before,
+            )
         )
     for ref, current in sorted(
         have.items(), key=lambda kv: (kv[0].kind, kv[0].namespace, kv[0].name)
@@ -285,12 +306,16 @@ def _mask_value(kind: str, path: str, value: Any) -> Any:
 
 
 def masked_ops(item: Item) -> list[Obj]:
-    """The item's ops with Secret values replaced by `***`."""
+    """The item's ops with Secret values replaced by `***`; a replaced or removed value's
+    previous value is under `old` (masked alike)."""
     out = []
     for op in item.ops:
         shown = dict(op)
+        path = str(op.get("path", ""))
         if "value" in shown:
-            shown["value"] = _mask_value(item.ref.kind, str(op.get("path", "")), shown["value"])
+            shown["value"] = _mask_value(item.ref.kind, path, shown["value"])
+        if path in item.before:
+            shown["old"] = _mask_value(item.ref.kind, path, item.before[path])
         out.append(shown)
     return out
 

@@ -472,8 +472,8 @@ def reconcile_remote(
     """Make one remote match its spec; never raises (failures become the report)."""
     log = logs.get()
     ctx = {"remote": name, "revision": revision[:12]}
-    log.info("remote status updated", extra={**ctx, "status": "Reconciling"})
-    log.info("reconciling remote istio", extra=ctx)
+    planning = settings.plan_only
+    log.debug("planning remote" if planning else "reconciling remote", extra=ctx)
     namespace = settings.namespace or mesh.namespace
     config: Mapping[str, Any] | None = None
     try:
@@ -500,7 +500,7 @@ def reconcile_remote(
                 if failure is not None:
                     reports.append(ComponentReport(comp.name, "Skipped"))
                     continue
-                log.info("reconciling", extra={**ctx, "component": comp.name})
+                log.debug("reconciling", extra={**ctx, "component": comp.name})
                 if comp.error:
                     failure = comp.error
                     reports.append(ComponentReport(comp.name, "Failed", error=comp.error))
@@ -513,7 +513,7 @@ def reconcile_remote(
                 all_items += items
                 try:
                     reports.append(_apply_component(applier, comp, items))
-                    log.info("reconciled", extra={**ctx, "component": comp.name})
+                    log.debug("reconciled", extra={**ctx, "component": comp.name})
                 except errors.ClusterError as e:
                     failure = str(e)
                     reports.append(ComponentReport(comp.name, "Failed", error=failure))
@@ -570,12 +570,17 @@ def reconcile_remote(
                     reports.append(ComponentReport(primary.COMPONENT, "Failed", error=failure))
     except Exception as e:  # one remote's failure, whatever it is, is that remote's alone
         message = _failed(name, e, config)
-        log.error("remote istio failed", extra={**ctx, "error": message})
-        log.info("remote status updated", extra={**ctx, "status": "ReconcileFailed"})
+        log.error(
+            "cannot plan remote" if planning else "remote failed",
+            extra={**ctx, "status": "ReconcileFailed", "error": message},
+        )
         return RemoteResult(RemoteReport(name, "ReconcileFailed", message=message, error=message))
     if failure is not None:
         failure = errors.one_line(failure, kubeconfigs.secrets(config) if config else ())
-        log.info("remote status updated", extra={**ctx, "status": "ReconcileFailed"})
+        log.error(
+            "cannot plan remote" if planning else "remote failed",
+            extra={**ctx, "status": "ReconcileFailed", "error": failure},
+        )
         # The snapshot says what the remote has: only when its Endpoints were applied.
         applied = any(r.name == "services" and r.state == "Ready" for r in reports)
         return RemoteResult(
@@ -590,14 +595,18 @@ def reconcile_remote(
             tuple(all_items),
         )
     if settings.plan_only:
+        log.debug("planned remote", extra=ctx)
         return RemoteResult(
             RemoteReport(name, "Planned", components=tuple(reports), endpoints=rendered.endpoints),
             tuple(all_items),
         )
     if secret is not None and not settings.dry_run:
         _set_multicluster(central, secret, True)
-    log.info("remote status updated", extra={**ctx, "status": "Available"})
-    log.info("remote istio reconciled", extra=ctx)
+    counts = {
+        f"objects{f.title()}": sum(getattr(r, f) for r in reports)
+        for f in ("created", "patched", "deleted")
+    }
+    log.info("remote reconciled", extra={**ctx, "status": "Available", **counts})
     return RemoteResult(
         RemoteReport(name, "Available", components=tuple(reports), endpoints=rendered.endpoints),
         tuple(all_items),
@@ -803,6 +812,7 @@ def _guarded(guard: Guard, name: str, work: Callable[[], RemoteResult]) -> Remot
             return work()
     except Exception as e:  # the stages catch their own; this keeps a pass whole regardless
         message = _failed(name, e)
+        logs.get().error("remote failed", extra={"remote": name, "error": message})
         return RemoteResult(RemoteReport(name, "ReconcileFailed", message=message, error=message))
 
 
@@ -854,7 +864,7 @@ def run_pass(
     if writes:  # before anything is applied, so that a pass that dies still knows them
         inventory_obj = inventory.write(central, namespace, applied | set(chosen), inventory_obj)
     for name in sorted(set(repo.remotes) - known):
-        log.info("remote status updated", extra={"remote": name, "status": "Created"})
+        log.info("new remote", extra={"remote": name})
     gone = sorted(known - set(repo.remotes) - set(repo.invalid))
     jobs: dict[str, Callable[[], RemoteResult]] = {
         name: partial(
@@ -885,9 +895,7 @@ def run_pass(
         except errors.ClusterError as e:  # the next pass prunes them again, finding nothing
             log.warning("cannot update the inventory", extra={"error": str(e)})
     reports = {n: r.report for n, r in results.items() if r.report.state != "Removed"}
-    pruned = {
-        name: sum(1 for i in results[name].items if i.action == "delete") for name in removed
-    }
+    pruned = {name: sum(1 for i in results[name].items if i.action == "delete") for name in removed}
     return PassResult(
         PassReport(revision, reports, removed=tuple(removed), pruned=pruned),
         results,

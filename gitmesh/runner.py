@@ -263,6 +263,7 @@ class Runner:
             return
         self.snapshot = snapshot
         self.repo = repo
+        self._watch_gateway(repo)
         if result.central is not None:
             self.services = result.central.services
             self.central_digest = self._digest(result.central)
@@ -333,6 +334,17 @@ class Runner:
                 time.monotonic() - started + (self.sync.debounce if self.sync else 0)
             )
 
+    def _watch_gateway(self, repo: meshrepo.Repo) -> None:
+        """Start the east-west gateway watch once the repository has an IstiodRemote (a
+        RemoteIstio mesh needs no watch on central Services, nor the permission)."""
+        if self.gateway is not None or repo.mesh is None:
+            return
+        if not any(isinstance(s, specs.IstiodRemote) for s in repo.remotes.values()):
+            return
+        gateway = repo.mesh.primary.east_west_gateway
+        self.gateway = GatewayWatch(self.central, repo.mesh.namespace, gateway, self.on_gateway)
+        self.gateway.start()
+
     def on_gateway(self, address: str | None) -> None:
         """The east-west gateway moved: reconcile the IstiodRemotes now (their istiod
         Endpoints hold its address), off the watch thread."""
@@ -391,10 +403,6 @@ class Runner:
         )
         self.sync = EndpointSync(self.central, namespace, self.on_pods, debounce=rs.debounce)
         self.sync.start()
-        if repo is not None and repo.mesh is not None:
-            gateway = repo.mesh.primary.east_west_gateway
-            self.gateway = GatewayWatch(self.central, repo.mesh.namespace, gateway, self.on_gateway)
-            self.gateway.start()
         self.scheduler.add_job(
             self.poll,
             "interval",

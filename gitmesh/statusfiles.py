@@ -186,6 +186,8 @@ def _status(
         components[comp.name] = entry
     if not remote.components:
         components = old_components  # nothing was attempted; keep what was last seen
+    elif "stray" in old_components and "stray" not in components:
+        components["stray"] = old_components["stray"]  # the last cleanup, as history
     # The last revision this remote was Available at (Flux's lastAppliedRevision), and the
     # one this pass tried; older files said sourceRevision.
     applied = (

@@ -87,7 +87,7 @@ def test_second_pass_writes_nothing_and_commits_nothing(world: World) -> None:
     assert world.status_commits() == commits
     for remote in REMOTES:
         lists = world.server.count(cluster=remote, verb="list")
-        assert lists == 10  # 9 managed kinds + namespaces
+        assert lists == 11  # 10 managed kinds (EndpointSlice for IstiodRemotes) + namespaces
         assert world.server.count(cluster=remote, verb="get") == 0
 
 
@@ -335,9 +335,11 @@ def test_plan_exit_codes_and_formats(world: World, capsys: pytest.CaptureFixture
     assert world.reconcile() == 0
     capsys.readouterr()
     assert world.plan("--exit-code") == 0
-    assert "0 change(s)." in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "0 change(s) to 0 of 2 remote(s)." in out and "2 remote(s) unchanged." in out
     assert world.plan("--format", "markdown") == 0
-    assert "| `remote-eu` | Planned | 0 | 0 | 0 |" in capsys.readouterr().out
+    comment = capsys.readouterr().out
+    assert "**0 change(s) to 0 of 2 remote(s).**" in comment and "remote-eu" not in comment
 
 
 def test_kubeconfig_is_reread_each_pass(world: World) -> None:
