@@ -154,6 +154,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
     repo = meshrepo.parse(files, refused=problems)
     problems = list(repo.problems)
     _print_problems(problems, args.format)
+    if repo.mesh is not None and not repo.remotes and not repo.invalid:
+        print(
+            f"{root}: warning: no remote files: a pass would remove every remote gitmesh "
+            "applied to, and refuses to without --allow-mass-prune",
+            file=sys.stderr,
+        )
     if args.format == "text":
         state = "invalid" if problems else "valid"
         print(
@@ -249,6 +255,13 @@ def add_cluster_flags(p: argparse.ArgumentParser) -> None:
         default=_env("ALLOW_EXEC", "") in ("1", "true"),
         help="allow exec credential plugins in remote kubeconfigs",
     )
+    g.add_argument(
+        "--allow-mass-prune",
+        action="store_true",
+        default=_env("ALLOW_MASS_PRUNE", "") in ("1", "true"),
+        help="prune however many remotes a revision removes (otherwise more than mesh.yaml's "
+        "massPruneThreshold, or all of them, is refused)",
+    )
     g.add_argument("--log-format", choices=["json", "text"], default=_env("LOG_FORMAT", "json"))
     g.add_argument(
         "--log-level",
@@ -263,6 +276,7 @@ def _settings(args: argparse.Namespace, **overrides: bool) -> reconcile.Settings
     return reconcile.Settings(
         concurrency=args.concurrency,
         allow_exec=args.allow_exec,
+        allow_mass_prune=args.allow_mass_prune,
         kubeconfig_dir=args.kubeconfig_dir,
         namespace=args.namespace,
         request_timeout=args.request_timeout,

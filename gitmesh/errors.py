@@ -89,6 +89,10 @@ class SpecError(GitmeshError):
         super().__init__("; ".join(str(p) for p in problems))
 
 
+class MassPruneRefused(GitmeshError):
+    """A revision removes more remotes than a pass prunes without being told to."""
+
+
 class SourceError(GitmeshError):
     """The git source could not be fetched or read."""
 

@@ -68,6 +68,7 @@ class Settings:
     kubeconfig_dir: Path | None = None
     namespace: str | None = None  # where the remotes' kubeconfig Secrets live (default: mesh)
     conflict_retries: int = 3
+    allow_mass_prune: bool = False  # prune however many remotes a revision removes
     request_timeout: float = 30.0  # every Kubernetes request (connect and read)
     remote_timeout: float = 300.0  # all of one remote's work in a pass
 
@@ -313,6 +314,9 @@ class _Applier:
         self.name = name
         self.settings = settings
         self.kinds = kinds
+        # Namespaces a dry run created only in pretence: what goes into them is not sent
+        # (the server would answer NotFound), it is counted as created.
+        self.pretended: set[str] = set()
 
     def apply(self, item: plan.Item, desired: Obj | None) -> str:
         """Apply one item; returns what was done: created, patched, deleted or unchanged."""
@@ -335,7 +339,11 @@ class _Applier:
         ns = item.ref.namespace or None
         dry = self.settings.dry_run
         if item.action == "create" and item.body is not None:
+            if dry and item.ref.namespace in self.pretended:
+                return "created"
             self.remote.create(res, item.body, dry_run=dry)
+            if dry and item.ref.kind == "Namespace":
+                self.pretended.add(item.ref.name)
             return "created"
         if item.action == "patch":
             self.remote.patch(
@@ -866,6 +874,7 @@ def run_pass(
     for name in sorted(set(repo.remotes) - known):
         log.info("new remote", extra={"remote": name})
     gone = sorted(known - set(repo.remotes) - set(repo.invalid))
+    _check_mass_prune(gone, known, mesh, settings)
     jobs: dict[str, Callable[[], RemoteResult]] = {
         name: partial(
             reconcile_remote,
@@ -900,6 +909,23 @@ def run_pass(
         PassReport(revision, reports, removed=tuple(removed), pruned=pruned),
         results,
         central=central_state,
+    )
+
+
+def _check_mass_prune(
+    gone: Sequence[str], known: Collection[str], mesh: specs.Mesh, settings: Settings
+) -> None:
+    """Refuse, before anything is applied, a revision that removes more remotes than the
+    mesh's threshold, or all of them (`git rm -r remotes` validates fine)."""
+    limit = mesh.mass_prune_threshold
+    everything = len(known) >= 2 and len(gone) == len(known)
+    if settings.allow_mass_prune or not gone or (len(gone) <= limit and not everything):
+        return
+    shown = ", ".join(gone[:5]) + (f" and {len(gone) - 5} more" if len(gone) > 5 else "")
+    raise errors.MassPruneRefused(
+        f"this revision removes {len(gone)} of {len(known)} remotes ({shown}); more than "
+        f"massPruneThreshold ({limit}){' and all of them' if everything else ''}. Nothing "
+        "was applied. Restore the files, or run with --allow-mass-prune to prune them"
     )
 
 

@@ -449,6 +449,9 @@ class Mesh(Strict):
     replicas: ReplicaDefaults = ReplicaDefaults()
     central: Central = Central()
     primary: Primary = Primary()
+    # A revision that removes more remotes than this (or every remote, of two or more)
+    # is refused unless the pass is run with --allow-mass-prune.
+    mass_prune_threshold: Annotated[int, Field(ge=0)] = 5
 
     @field_validator("images")
     @classmethod

@@ -91,3 +91,51 @@ def test_an_unknown_status_branch_is_an_error(
     assert "the status branch 'gitmesh/status' does not exist" in err
     assert world.reconcile() == 0
     assert status(world, "--status-branch", "typo/status") == 1
+
+
+def test_removing_every_remote_is_refused_unless_allowed(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`git rm -r remotes` validates (with a warning) but a pass refuses to prune every
+    remote, applying nothing; --allow-mass-prune prunes them."""
+    assert world.reconcile() == 0
+    world.repo.commit(
+        {f"remotes/{SAMPLE}.yaml": None, f"remotes/{EU}.yaml": None}, "git rm -r remotes"
+    )
+    capsys.readouterr()
+    assert cli.main(["validate", str(world.repo.work)]) == 0
+    assert "warning: no remote files" in capsys.readouterr().err
+    before = world.writes()
+    assert world.reconcile() == 1
+    err = capsys.readouterr().err
+    assert "removes 2 of 2 remotes" in err and "--allow-mass-prune" in err
+    assert world.writes() == before
+    assert "istio-citadel" in world.names(EU, "deployments", NS, group="apps")
+    assert world.plan() == 1  # plan says so too
+    assert world.reconcile("--allow-mass-prune") == 0
+    assert world.names(EU, "deployments", NS, group="apps") == []
+
+
+def test_more_than_the_threshold_is_refused(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert world.reconcile() == 0
+    mesh = yaml.safe_load((world.repo.work / "mesh.yaml").read_text())
+    mesh["massPruneThreshold"] = 0
+    world.repo.commit(
+        {"mesh.yaml": yaml.safe_dump(mesh), f"remotes/{EU}.yaml": None}, "remote-eu leaves"
+    )
+    assert world.reconcile() == 1
+    assert "more than massPruneThreshold (0)" in capsys.readouterr().err
+
+
+def test_dry_run_on_a_fresh_remote_treats_the_namespace_as_created(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A dry run into a namespace that does not exist yet: its objects count as created
+    (the server would answer NotFound for each), and nothing is written."""
+    world.delete_namespace(EU, NS)
+    assert world.reconcile("--dry-run") == 0
+    out = capsys.readouterr().out
+    assert "remote remote-eu:" in out and "to create" in out
+    assert NS not in world.names(EU, "namespaces")

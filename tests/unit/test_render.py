@@ -409,6 +409,8 @@ def test_every_field_is_covered() -> None:
         # test_istiod_remote.py names non-default ones and finds them read.
         "primary.eastWestGateway",
         "primary.rootCertConfigMap",
+        # How many removed remotes a pass prunes unasked: tests/integration/test_audit.py.
+        "massPruneThreshold",
     }
     remote = _wire_paths(specs.RemoteIstio) - envelope
     mesh = _wire_paths(specs.Mesh) - envelope
