@@ -18,7 +18,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from gitmesh import meshrepo, schema
 from gitmesh.errors import GitmeshError, Problem
@@ -36,6 +36,13 @@ Command = Callable[[argparse.Namespace], int]
 # The distribution on the package index ("gitmesh" there is an unrelated 2016 project);
 # the package and the command are `gitmesh`.
 DISTRIBUTION = "gitmesh-istio"
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors are one line (and exit 2), as kubectl's are; --help has the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -171,12 +178,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    """Write the JSON Schemas."""
+    """Write the JSON Schemas into a directory."""
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    for name, text in schema.generate().items():
-        (out / name).write_text(text, encoding="utf-8")
-        print(out / name)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for name, text in schema.generate().items():
+            (out / name).write_text(text, encoding="utf-8")
+            print(out / name)
+    except OSError as e:
+        raise GitmeshError(f"--out {out}: {e.strerror or e}") from None
     return 0
 
 
@@ -189,6 +199,18 @@ def _duration(*, minimum: float) -> Callable[[str], float]:
             return durations.parse(text, minimum=minimum)
         except ValueError as e:
             raise argparse.ArgumentTypeError(str(e)) from None
+
+    return parse
+
+
+def _one_of(*choices: str) -> Callable[[str], str]:
+    """An argparse type for a fixed set of words. Unlike `choices`, it also checks a
+    default taken from a GITMESH_* variable (argparse converts string defaults by `type`)."""
+
+    def parse(text: str) -> str:
+        if text not in choices:
+            raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(choices)}")
+        return text
 
     return parse
 
@@ -262,11 +284,18 @@ def add_cluster_flags(p: argparse.ArgumentParser) -> None:
         help="prune however many remotes a revision removes (otherwise more than mesh.yaml's "
         "massPruneThreshold, or all of them, is refused)",
     )
-    g.add_argument("--log-format", choices=["json", "text"], default=_env("LOG_FORMAT", "json"))
+    g.add_argument(
+        "--log-format",
+        type=_one_of("json", "text"),
+        default=_env("LOG_FORMAT") or ("text" if sys.stderr.isatty() else "json"),
+        metavar="{json,text}",
+        help="log lines as JSON objects or text (default: text on a terminal, else JSON)",
+    )
     g.add_argument(
         "--log-level",
-        choices=["debug", "info", "warning", "error"],
+        type=_one_of("debug", "info", "warning", "error"),
         default=_env("LOG_LEVEL", "info"),
+        metavar="{debug,info,warning,error}",
     )
 
 
@@ -342,8 +371,49 @@ def _pass(
         connect=reconcile.default_connect,
         settings=settings,
         known=_known(branch),
+        progress=_progress_line() if sys.stderr.isatty() else None,
     )
     return result, branch, central
+
+
+def _progress_line() -> Callable[[int, int], None]:
+    """`  12/1000 remotes` rewritten in place on a terminal, ended by a newline."""
+
+    def show(done: int, total: int) -> None:
+        end = "\n" if done == total else ""
+        print(f"\r  {done}/{total} remotes", end=end, file=sys.stderr, flush=True)
+
+    return show
+
+
+def color() -> bool:
+    """Colour on a terminal, unless NO_COLOR is set (https://no-color.org)."""
+    return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+
+
+def _summary(result: reconcile.PassResult) -> None:
+    """A short account of the pass on stdout: one line per remote, then the totals."""
+    rows = []
+    for name, res in sorted(result.remotes.items()):
+        report = res.report
+        counts = [
+            sum(getattr(c, f) for c in report.components) for f in ("created", "patched", "deleted")
+        ]
+        done = ", ".join(
+            f"{n} {w}" for n, w in zip(counts, ("created", "patched", "deleted"), strict=True) if n
+        )
+        if report.state in ("Removed",):
+            done = f"{result.report.pruned.get(name, 0)} deleted"
+        detail = report.message if report.state not in ("Available", "Removed") else done
+        rows.append((name, report.state, detail or "no changes"))
+    width = max((len(r[0]) for r in rows), default=0)
+    for name, state, detail in rows:
+        print(f"{name:<{width}}  {state:<16} {detail}")
+    states: dict[str, int] = {}
+    for _, state, _ in rows:
+        states[state] = states.get(state, 0) + 1
+    tally = ", ".join(f"{n} {s}" for s, n in sorted(states.items())) or "no remotes"
+    print(f"{len(rows)} remote(s): {tally}")
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -354,10 +424,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
     central.close()
     if args.format == "json":
         print(json.dumps(planview.as_json(result), indent=2))
+    elif args.format == "yaml":
+        import yaml
+
+        print(yaml.safe_dump(planview.as_json(result), sort_keys=False), end="")
     elif args.format == "markdown":
         print(planview.markdown(result), end="")
     else:
-        print(planview.text(result, color=sys.stdout.isatty()), end="")
+        print(planview.text(result, color=color()), end="")
     failed = any(
         r.report.state in ("ReconcileFailed", "InvalidSpec") for r in result.remotes.values()
     )
@@ -387,8 +461,9 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
             "status committed" if sha else "status unchanged",
             extra={"revision": report.revision[:12], "commit": sha or ""},
         )
+        _summary(result)
     else:
-        print(planview.text(result), end="")
+        print(planview.text(result, color=color()), end="")
     return 0 if result.all_available else 1
 
 
@@ -425,7 +500,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    the_runner.start()
+    try:
+        the_runner.start()  # serving comes first: nothing else has started when it fails
+    except OSError as e:
+        host, port = args.listen
+        raise GitmeshError(f"--listen {host}:{port}: {e.strerror or e}") from None
     logs.get().info(
         "gitmesh running",
         extra={"identity": run_settings.identity, "listen": f"{args.listen[0]}:{args.listen[1]}"},
@@ -556,7 +635,7 @@ def _remote_name(text: str) -> str:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def _add_join(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_join(sub: argparse._SubParsersAction[_Parser]) -> None:
     p = sub.add_parser(
         "join",
         help="give gitmesh its own access to a remote: a ServiceAccount, least-privilege "
@@ -611,23 +690,44 @@ def _version() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every sub-command."""
-    parser = argparse.ArgumentParser(prog="gitmesh", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="gitmesh", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"gitmesh {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("validate", help="check a mesh repository (for pull requests)")
     p.add_argument("path", nargs="?", default=".", help="the mesh repository directory")
-    p.add_argument("--format", choices=["text", "github", "json"], default="text")
+    p.add_argument(
+        "-o",
+        "--output",
+        "--format",
+        dest="format",
+        choices=["text", "github", "json"],
+        default="text",
+        help="output format (default: text)",
+    )
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("schema", help="write the JSON Schemas of the spec files")
-    p.add_argument("--out", default="schemas", help="directory to write into")
+    p.add_argument(
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="directory to write into (made if missing), e.g. schemas in your mesh repository",
+    )
     p.set_defaults(func=cmd_schema)
 
     p = sub.add_parser("plan", help="show what a pass would change, as JSON Patch")
     add_source_flags(p)
     add_cluster_flags(p)
-    p.add_argument("--format", choices=["text", "json", "markdown"], default="text")
+    p.add_argument(
+        "-o",
+        "--output",
+        "--format",
+        dest="format",
+        choices=["text", "json", "yaml", "markdown"],
+        default="text",
+        help="output format (default: text; markdown for a PR comment)",
+    )
     p.add_argument(
         "--exit-code", action="store_true", help="exit 2 when there are changes (0: none, 1: error)"
     )
@@ -727,10 +827,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_join(sub)
     _add_localkube(sub)
     _add_demo(sub)
+
+    p = sub.add_parser("completion", help="print a shell completion script")
+    p.add_argument("shell", choices=["bash", "zsh", "fish"])
+
+    def completion(args: argparse.Namespace) -> int:
+        from gitmesh import completion
+
+        print(completion.script(parser, args.shell), end="")
+        return 0
+
+    p.set_defaults(func=completion)
     return parser
 
 
-def _add_localkube(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_localkube(sub: argparse._SubParsersAction[_Parser]) -> None:
     p = sub.add_parser("localkube", help="run the local Kubernetes API server emulator")
     p.add_argument(
         "--kubeconfig",
@@ -767,7 +878,7 @@ def _add_localkube(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     p.set_defaults(func=run)
 
 
-def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_demo(sub: argparse._SubParsersAction[_Parser]) -> None:
     p = sub.add_parser(
         "demo", help="run the seed's story on local clusters (no cluster or network needed)"
     )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import os
 import signal
 import sys
 import tempfile
@@ -72,7 +73,7 @@ class Demo:
         self.step_no += 1
         self.out(
             f"\n\033[1m== {self.step_no}. {title}\033[0m"
-            if sys.stdout.isatty()
+            if sys.stdout.isatty() and not os.environ.get("NO_COLOR")
             else f"\n== {self.step_no}. {title}"
         )
 

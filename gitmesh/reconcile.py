@@ -27,7 +27,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from functools import partial
@@ -824,14 +824,26 @@ def _guarded(guard: Guard, name: str, work: Callable[[], RemoteResult]) -> Remot
         return RemoteResult(RemoteReport(name, "ReconcileFailed", message=message, error=message))
 
 
+Progress = Callable[[int, int], None]
+
+
 def _each_remote(
-    jobs: Mapping[str, Callable[[], RemoteResult]], *, settings: Settings, guard: Guard, prefix: str
+    jobs: Mapping[str, Callable[[], RemoteResult]],
+    *,
+    settings: Settings,
+    guard: Guard,
+    prefix: str,
+    progress: Progress | None = None,
 ) -> dict[str, RemoteResult]:
-    """Run one job per remote in a bounded thread pool, each under its remote's guard."""
+    """Run one job per remote in a bounded thread pool, each under its remote's guard;
+    `progress(done, total)` after each."""
     with ThreadPoolExecutor(
         max_workers=max(1, settings.concurrency), thread_name_prefix=prefix
     ) as pool:
         futures = {name: pool.submit(_guarded, guard, name, job) for name, job in jobs.items()}
+        if progress is not None:
+            for done, _ in enumerate(as_completed(futures.values()), 1):
+                progress(done, len(futures))
         return {name: fut.result() for name, fut in futures.items()}
 
 
@@ -846,6 +858,7 @@ def run_pass(
     only: Collection[str] | None = None,
     guard: Guard = _no_guard,
     stop: threading.Event | None = None,
+    progress: Progress | None = None,
 ) -> PassResult:
     """Reconcile every remote of `repo` (or those in `only`); prune the `known` remotes that
     left it. `guard(name)` is held around each remote's work (so no two passes overlap on
@@ -894,7 +907,9 @@ def run_pass(
         jobs[name] = partial(
             prune_remote, name, central, connect, settings, namespace, mesh_namespace=mesh.namespace
         )
-    results.update(_each_remote(jobs, settings=settings, guard=guard, prefix="remote"))
+    results.update(
+        _each_remote(jobs, settings=settings, guard=guard, prefix="remote", progress=progress)
+    )
     removed = [name for name in gone if results[name].report.state == "Removed"]
     if writes and removed:
         try:

@@ -473,9 +473,10 @@ class _BoundedHTTPServer(HTTPServer):
     def __init__(
         self, addr: tuple[str, int], handler: type[BaseHTTPRequestHandler], *, workers: int
     ) -> None:
-        super().__init__(addr, handler)
+        # Before binding: a failed bind calls server_close().
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="http")
         self._slots = threading.BoundedSemaphore(workers)
+        super().__init__(addr, handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         self._slots.acquire()

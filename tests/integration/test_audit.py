@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import socket
 
 import pytest
 import yaml
@@ -139,3 +140,25 @@ def test_dry_run_on_a_fresh_remote_treats_the_namespace_as_created(
     out = capsys.readouterr().out
     assert "remote remote-eu:" in out and "to create" in out
     assert NS not in world.names(EU, "namespaces")
+
+
+def test_reconcile_prints_a_summary(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    store = world.store("central")
+    store.delete(store.kind("", "v1", "secrets"), NS, EU)
+    assert world.reconcile() == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1] == "2 remote(s): 1 Available, 1 ReconcileFailed"
+    sample = next(line for line in out if line.startswith(SAMPLE))
+    assert sample.split()[1] == "Available" and "created" in sample
+    assert "no kubeconfig for remote" in next(line for line in out if line.startswith(EU))
+
+
+def test_a_busy_port_is_one_line(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code = cli.main(["run", *world.args, "--listen", f"127.0.0.1:{port}"])
+    assert code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == f"gitmesh run: --listen 127.0.0.1:{port}: Address already in use"

@@ -3,6 +3,12 @@ and GITMESH_* variables alike)."""
 
 from __future__ import annotations
 
+import io
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from gitmesh import cli
@@ -45,6 +51,8 @@ def test_durations_as_kubectl_writes_them(flags: list[str], field: str, seconds:
         ([], {"GITMESH_CONCURRENCY": "abc"}, "argument --concurrency: 'abc' is not a whole"),
         ([], {"GITMESH_INTERVAL": "soon"}, "argument --interval: 'soon' is not a duration"),
         ([], {"GITMESH_LISTEN": "bad"}, "argument --listen: 'bad' is not HOST:PORT"),
+        ([], {"GITMESH_LOG_FORMAT": "yaml"}, "argument --log-format: 'yaml' is not one of"),
+        ([], {"GITMESH_LOG_LEVEL": "loud"}, "argument --log-level: 'loud' is not one of"),
     ],
 )
 def test_usage_errors_exit_2_in_one_line(
@@ -63,3 +71,48 @@ def test_usage_errors_exit_2_in_one_line(
     err = capsys.readouterr().err
     assert expected in err
     assert "Traceback" not in err
+    assert err.count("\n") == 1 and err.startswith("gitmesh run: error: ")
+
+
+def test_schema_needs_a_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`gitmesh schema` writes nowhere unasked; a file as --out is a one-line error."""
+    with pytest.raises(SystemExit) as e:
+        cli.main(["schema"])
+    assert e.value.code == 2
+    capsys.readouterr()
+    target = tmp_path / "README.md"
+    target.write_text("x")
+    assert cli.main(["schema", "--out", str(target)]) == 1
+    assert capsys.readouterr().err == f"gitmesh schema: --out {target}: File exists\n"
+    assert cli.main(["schema", "--out", str(tmp_path / "schemas")]) == 0
+    assert (tmp_path / "schemas" / "istiodremote.schema.json").is_file()
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_bash_completion_knows_the_commands_and_their_flags(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert cli.main(["completion", "bash"]) == 0
+    script = capsys.readouterr().out
+    probe = (
+        "COMP_WORDS=(gitmesh rec); COMP_CWORD=1; _gitmesh; echo ${COMPREPLY[@]};"
+        "COMP_WORDS=(gitmesh status --exit); COMP_CWORD=2; _gitmesh; echo ${COMPREPLY[@]}"
+    )
+    out = subprocess.run(
+        ["bash", "-c", script + probe], capture_output=True, text=True, check=True
+    ).stdout.split("\n")
+    assert out[:2] == ["reconcile", "--exit-code"]
+    for shell in ("zsh", "fish"):
+        assert cli.main(["completion", shell]) == 0
+        assert "reconcile" in capsys.readouterr().out
+
+
+def test_no_color_turns_colour_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr(sys, "stdout", Terminal())
+    assert cli.color()
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert not cli.color()
