@@ -9,6 +9,7 @@ calls into the library.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.metadata
 import json
 import os
@@ -299,6 +300,33 @@ def add_cluster_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_lease_flags(g: argparse._ArgumentGroup) -> None:
+    """The Lease `gitmesh run` and `reconcile --once` hold while they apply."""
+    g.add_argument(
+        "--identity",
+        default=_env("IDENTITY"),
+        help="leader election identity (default: hostname-pid)",
+    )
+    g.add_argument("--lease-name", default=_env("LEASE_NAME", "gitmesh"))
+    g.add_argument(
+        "--lease-namespace",
+        default=_env("LEASE_NAMESPACE"),
+        help="namespace of the Lease (default: the mesh namespace)",
+    )
+    g.add_argument(
+        "--lease-duration",
+        type=_duration(minimum=1.0),
+        default=_env("LEASE_DURATION") or "15s",
+        metavar="DURATION",
+    )
+    g.add_argument(
+        "--retry-period",
+        type=_duration(minimum=0.1),
+        default=_env("RETRY_PERIOD") or "2s",
+        metavar="DURATION",
+    )
+
+
 def _settings(args: argparse.Namespace, **overrides: bool) -> reconcile.Settings:
     from gitmesh import reconcile
 
@@ -353,8 +381,12 @@ def _known(branch: StatusBranch) -> list[str]:
 
 
 def _pass(
-    args: argparse.Namespace, settings: reconcile.Settings
-) -> tuple[reconcile.PassResult, StatusBranch, Cluster]:
+    args: argparse.Namespace,
+    settings: reconcile.Settings,
+    *,
+    before: Callable[[meshrepo.Repo], bool] | None = None,
+) -> tuple[reconcile.PassResult, StatusBranch, Cluster] | None:
+    """Fetch, parse and run one pass; `before(repo)` may decline it (None)."""
     from gitmesh import logs, reconcile
     from gitmesh.statusbranch import StatusBranch
 
@@ -362,6 +394,9 @@ def _pass(
     source = make_source(args)
     snapshot = source.fetch()
     repo = snapshot.parse()
+    if before is not None and not before(repo):
+        source.cache.repo.close()  # its git cat-file processes
+        return None
     branch = StatusBranch(source.cache, status_branch_name(args, repo))
     central = _central(args)
     result = reconcile.run_pass(
@@ -420,7 +455,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
     """Show what a pass would change, writing nothing."""
     from gitmesh import planview
 
-    result, _, central = _pass(args, _settings(args, plan_only=True))
+    done = _pass(args, _settings(args, plan_only=True))
+    if done is None:  # no `before`: never declined
+        return 1
+    result, _, central = done
     central.close()
     if args.format == "json":
         print(json.dumps(planview.as_json(result), indent=2))
@@ -443,28 +481,66 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
-    """One pass: apply, then commit the status (not with --dry-run)."""
+    """One pass: apply, then commit the status (not with --dry-run). The pass holds the
+    same Lease as `gitmesh run`: when another holder is active, it is skipped (exit 0)."""
     from gitmesh import logs, planview, reconcile, statusfiles
 
     if not args.once:
         print("gitmesh reconcile: pass --once (the poller is `gitmesh run`)", file=sys.stderr)
         return 2
-    result, branch, central = _pass(args, _settings(args, dry_run=args.dry_run))
-    central.close()
-    if not args.dry_run:
-        report = result.report
-        sha = branch.write(
-            lambda cur: statusfiles.render(report, cur, reconcile.now_utc()),
-            lambda changes: statusfiles.message(report, changes),
+    settings = _settings(args, dry_run=args.dry_run)
+    with contextlib.ExitStack() as held:
+        done = _pass(
+            args,
+            settings,
+            before=None if args.dry_run else lambda repo: _hold_lease(args, repo, held),
         )
-        logs.get().info(
-            "status committed" if sha else "status unchanged",
-            extra={"revision": report.revision[:12], "commit": sha or ""},
-        )
-        _summary(result)
-    else:
-        print(planview.text(result, color=color()), end="")
+        if done is None:
+            return 0
+        result, branch, central = done
+        central.close()
+        if not args.dry_run:
+            report = result.report
+            sha = branch.write(
+                lambda cur: statusfiles.render(report, cur, reconcile.now_utc()),
+                lambda changes: statusfiles.message(report, changes),
+            )
+            logs.get().info(
+                "status committed" if sha else "status unchanged",
+                extra={"revision": report.revision[:12], "commit": sha or ""},
+            )
+            _summary(result)
+        else:
+            print(planview.text(result, color=color()), end="")
     return 0 if result.all_available else 1
+
+
+def _hold_lease(args: argparse.Namespace, repo: meshrepo.Repo, held: contextlib.ExitStack) -> bool:
+    """Take the Lease for this pass (released when `held` closes); False, with a message,
+    when another holder keeps it."""
+    from gitmesh.leader import Elector
+
+    central = held.enter_context(_central(args))
+    mesh_namespace = repo.mesh.namespace if repo.mesh else "istio-system"
+    elector = Elector(
+        central,
+        namespace=args.lease_namespace or mesh_namespace,
+        name=args.lease_name,
+        identity=args.identity or f"{socket.gethostname()}-{os.getpid()}-once",
+        lease_duration=args.lease_duration,
+        retry_period=args.retry_period,
+    )
+    elector.start()
+    held.callback(elector.stop, release=True)
+    # A holder that stopped renewing is taken over after one lease duration.
+    if elector.wait_for_leadership(args.lease_duration + 2 * args.retry_period):
+        return True
+    print(
+        f"gitmesh reconcile: another gitmesh holds the Lease {elector.namespace}/"
+        f"{elector.name}; skipping this pass",
+        file=sys.stderr,
+    )
+    return False
 
 
 def _listen(value: str) -> tuple[str, int]:
@@ -742,6 +818,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="send every write as a server-side dry run; commit no status",
     )
+    add_lease_flags(p.add_argument_group("the Lease held while applying (as gitmesh run)"))
     p.set_defaults(func=cmd_reconcile)
 
     p = sub.add_parser("run", help="poll the repository, follow central pods, reconcile")
@@ -768,29 +845,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=_env("LISTEN") or "0.0.0.0:8080",
         help="HOST:PORT for /metrics, /healthz, /readyz (default: 0.0.0.0:8080)",
     )
-    g.add_argument(
-        "--identity",
-        default=_env("IDENTITY"),
-        help="leader election identity (default: hostname-pid)",
-    )
-    g.add_argument("--lease-name", default=_env("LEASE_NAME", "gitmesh"))
-    g.add_argument(
-        "--lease-namespace",
-        default=_env("LEASE_NAMESPACE"),
-        help="namespace of the Lease (default: the mesh namespace)",
-    )
-    g.add_argument(
-        "--lease-duration",
-        type=_duration(minimum=1.0),
-        default=_env("LEASE_DURATION") or "15s",
-        metavar="DURATION",
-    )
-    g.add_argument(
-        "--retry-period",
-        type=_duration(minimum=0.1),
-        default=_env("RETRY_PERIOD") or "2s",
-        metavar="DURATION",
-    )
+    add_lease_flags(g)
     g.add_argument(
         "--grace-period",
         type=_duration(minimum=0.0),

@@ -107,6 +107,7 @@ class Runner:
         self.gateway: GatewayWatch | None = None
         self.http: _BoundedHTTPServer | None = None
         self.pass_started: float | None = None  # time.monotonic() of the pass in flight
+        self.started = False
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -211,6 +212,16 @@ class Runner:
             default=str,
         )
         return hashlib.sha256(data.encode()).hexdigest()
+
+    def unhealthy(self) -> str | None:
+        """Why the process should be restarted (the liveness probe): a wedged worker, or a
+        scheduler that stopped while the process is not shutting down."""
+        if self.stop_event.is_set():
+            return None
+        if self.started and not self.scheduler.running:
+            return "the scheduler is not running"
+        wedged = self.wedged()
+        return f"wedged: {wedged}" if wedged else None
 
     def wedged(self) -> str | None:
         """Why the worker looks stuck: a pass running longer than any pass can (every
@@ -418,6 +429,7 @@ class Runner:
             jitter=max(0.0, rs.resync * rs.jitter),
         )
         self.scheduler.start()
+        self.started = True
         self.elector = Elector(
             self.central,
             namespace=rs.lease_namespace or namespace,
@@ -439,7 +451,8 @@ class Runner:
         hung remote), for the caller to exit regardless."""
         self.stop_event.set()
         self.halt.set()
-        self.scheduler.shutdown(wait=False)
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
         finished = self._pass_lock.acquire(timeout=self.run_settings.grace)
         if finished:
             self._pass_lock.release()
@@ -524,7 +537,8 @@ def _serve(runner: Runner, listen: tuple[str, int]) -> _BoundedHTTPServer:
             if self.path == "/metrics":
                 self._reply(200, generate_latest(runner.metrics.registry), CONTENT_TYPE_LATEST)
             elif self.path == "/healthz":
-                self._reply(200, b"ok\n")
+                sick = runner.unhealthy()
+                self._reply(503 if sick else 200, f"{sick}\n".encode() if sick else b"ok\n")
             elif self.path == "/readyz":
                 synced = runner.sync is not None and runner.sync.synced.is_set()
                 ok = synced and (runner.ready.is_set() or not runner.leader())

@@ -139,6 +139,16 @@ BUILTIN: tuple[Kind, ...] = (
     ),
     Kind("coordination.k8s.io", "v1", "leases", "Lease", True),
     Kind(
+        "policy",
+        "v1",
+        "poddisruptionbudgets",
+        "PodDisruptionBudget",
+        True,
+        ("pdb",),
+        status_subresource=True,
+        generation=True,
+    ),
+    Kind(
         "apiextensions.k8s.io",
         "v1",
         "customresourcedefinitions",

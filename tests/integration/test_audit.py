@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import socket
 
@@ -70,6 +71,7 @@ def test_status_says_out_of_sync_and_exits_2_when_asked(
     assert report["revision"] == world.repo.head
     assert all(r["outOfSync"] for r in report["remotes"])
     assert world.reconcile() == 0
+    capsys.readouterr()
     assert status(world, "--exit-code", "-o", "json") == 0
     assert not any(r["outOfSync"] for r in json.loads(capsys.readouterr().out)["remotes"])
 
@@ -162,3 +164,27 @@ def test_a_busy_port_is_one_line(world: World, capsys: pytest.CaptureFixture[str
     assert code == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == f"gitmesh run: --listen 127.0.0.1:{port}: Address already in use"
+
+
+def test_reconcile_once_skips_while_another_gitmesh_holds_the_lease(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The CronJob's `reconcile --once` and `gitmesh run` take the same Lease: while a live
+    holder renews it, the pass is skipped (exit 0, a message) and nothing is applied."""
+    store = world.store("central")
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    store.create(
+        store.kind("coordination.k8s.io", "v1", "leases"),
+        NS,
+        {
+            "metadata": {"name": "gitmesh"},
+            "spec": {
+                "holderIdentity": "gitmesh-run-0",
+                "leaseDurationSeconds": 3600,
+                "renewTime": now,
+            },
+        },
+    )
+    assert world.reconcile("--lease-duration", "1s", "--retry-period", "0.2s") == 0
+    assert "another gitmesh holds the Lease istio-system/gitmesh" in capsys.readouterr().err
+    assert world.writes() == 0 and world.status_commits() == 0

@@ -508,6 +508,32 @@ def test_readyz_reports_a_wedged_worker(world: World, tmp_path: Path) -> None:
         server.server_close()
 
 
+@pytest.mark.localkube_only  # the probe is about the process, not the cluster
+def test_healthz_fails_when_the_worker_is_wedged_or_the_scheduler_stopped(
+    world: World, tmp_path: Path
+) -> None:
+    """The liveness probe checks something: 200 while gitmesh run works, 503 (with the
+    reason) when a pass is wedged or the scheduler is gone."""
+
+    def healthz(runner: Runner) -> tuple[int, bytes]:
+        assert runner.http is not None
+        conn = http.client.HTTPConnection(*runner.http.server_address, timeout=5)
+        conn.request("GET", "/healthz")
+        answer = conn.getresponse()
+        out = (answer.status, answer.read())
+        conn.close()
+        return out
+
+    with started_runner(world, tmp_path / "c") as runner:
+        assert healthz(runner) == (200, b"ok\n")
+        runner.pass_started = time.monotonic() - 100_000.0
+        status, body = healthz(runner)
+        assert status == 503 and body.startswith(b"wedged: a pass has run for")
+        runner.pass_started = None
+        runner.scheduler.shutdown(wait=False)
+        assert healthz(runner) == (503, b"the scheduler is not running\n")
+
+
 @pytest.mark.parametrize(("length", "code"), [("abc", 400), ("-1", 400), (str(10 << 20), 413)])
 @pytest.mark.localkube_only  # touches no cluster: one backend is enough
 def test_the_webhook_refuses_bad_content_length_at_once(
