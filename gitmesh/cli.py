@@ -91,6 +91,7 @@ def add_source_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--insecure-ignore-host-key",
         action="store_true",
+        default=_env("INSECURE_IGNORE_HOST_KEY", "") in ("1", "true"),
         help="do not check SSH host keys (not recommended)",
     )
     g.add_argument(
@@ -818,7 +819,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="send every write as a server-side dry run; commit no status",
     )
-    add_lease_flags(p.add_argument_group("the Lease held while applying (as gitmesh run)"))
+    add_lease_flags(
+        p.add_argument_group("the Lease held while applying (each flag also from GITMESH_<FLAG>)")
+    )
     p.set_defaults(func=cmd_reconcile)
 
     p = sub.add_parser("run", help="poll the repository, follow central pods, reconcile")
