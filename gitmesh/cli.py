@@ -136,7 +136,18 @@ def _escape_property(text: str) -> str:
     return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
 
 
-def _print_problems(problems: Sequence[Problem], fmt: str) -> None:
+def _repo_prefix(root: Path) -> str:
+    """Where `root` is inside the git work tree that holds it ('' at the top, or outside
+    one), so that annotations name files as the diff does in a monorepo."""
+    here = root.resolve()
+    for top in (here, *here.parents):
+        if (top / ".git").exists():
+            rel = here.relative_to(top).as_posix()
+            return "" if rel == "." else rel + "/"
+    return ""
+
+
+def _print_problems(problems: Sequence[Problem], fmt: str, *, prefix: str = "") -> None:
     if fmt == "json":
         rows = [
             {"file": p.file, "line": p.line, "col": p.col, "field": p.field, "message": p.message}
@@ -146,7 +157,7 @@ def _print_problems(problems: Sequence[Problem], fmt: str) -> None:
         return
     for p in problems:
         if fmt == "github":
-            file, title = _escape_property(p.file), _escape_property(p.field or "gitmesh")
+            file, title = _escape_property(prefix + p.file), _escape_property(p.field or "gitmesh")
             message = _escape_data(p.message)
             print(f"::error file={file},line={p.line},col={p.col},title={title}::{message}")
         else:
@@ -162,7 +173,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     files, problems = meshrepo.read_dir(root)
     repo = meshrepo.parse(files, refused=problems)
     problems = list(repo.problems)
-    _print_problems(problems, args.format)
+    _print_problems(problems, args.format, prefix=_repo_prefix(root))
     if repo.mesh is not None and not repo.remotes and not repo.invalid:
         print(
             f"{root}: warning: no remote files: a pass would remove every remote gitmesh "

@@ -232,7 +232,10 @@ class Cache:
         try:
             self.run("fetch", "--prune", "--no-tags", "--force", self.url, *refspecs)
         except GitFailure as e:
-            raise SourceError(f"cannot fetch {display_url(self.url)}: {e}") from None
+            # git's first line says why; the rest is advice about access rights.
+            lines = str(e).strip().strip("'").splitlines()
+            why = lines[0].strip("'") if lines else "git fetch failed"
+            raise SourceError(f"cannot fetch {display_url(self.url)}: {why}") from None
 
 
 @dataclass(frozen=True, slots=True)

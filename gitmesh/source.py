@@ -65,6 +65,12 @@ class Source:
         max_file_bytes: int = yamlload.MAX_FILE_BYTES,
     ) -> None:
         self.url = local_path_url(url)
+        local = Path(self.url)
+        if local.is_dir() and not ((local / ".git").exists() or (local / "HEAD").is_file()):
+            raise SourceError(
+                f"{self.url} is a directory but not a git repository; `gitmesh validate "
+                f"{url}` checks a directory's files"
+            )
         self.revision = revision
         self.max_file_bytes = max_file_bytes
         self.cache = Cache(self.url, cache_dir=cache_dir, auth=auth, timeout=timeout)

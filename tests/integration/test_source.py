@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from gitmesh import cli
 from gitmesh.errors import SourceError
 from gitmesh.gitrepo import Auth
 from gitmesh.source import Source
@@ -172,3 +173,22 @@ def test_local_path_and_a_commit_no_branch_points_at(
     monkeypatch.chdir(remote.work)
     snap = Source(".", revision=sha, cache_dir=tmp_path / "cache").fetch()
     assert snap.commit == sha and "remotes/remote-eu.yaml" not in snap.files
+
+
+def test_a_plain_directory_as_repo_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`plan --repo DIR` on a directory that is not a git repository says so in one line,
+    pointing at `validate`; a missing path gives git's reason, not its advice."""
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    args = ["--cache-dir", str(tmp_path / "c"), "--central-kubeconfig", "/dev/null"]
+    assert cli.main(["plan", "--repo", str(plain), *args]) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        f"gitmesh plan: {plain} is a directory but not a git repository; "
+        f"`gitmesh validate {plain}` checks a directory's files\n"
+    )
+    assert cli.main(["plan", "--repo", str(tmp_path / "nowhere"), *args]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "does not appear to be a git repository" in err

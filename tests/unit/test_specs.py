@@ -208,3 +208,18 @@ def test_ip_ranges(value: str, ok: bool) -> None:
     else:
         with pytest.raises(ValueError, match="CIDR"):
             specs.ip_ranges(value)
+
+
+def test_github_annotations_name_files_from_the_git_root(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """In a monorepo (the mesh in a subdirectory), annotations name the file as the pull
+    request's diff does: from the top of the work tree."""
+    (tmp_path / ".git").mkdir()  # the top of a work tree
+    mesh = tmp_path / "platform" / "mesh"
+    mesh.mkdir(parents=True)
+    repo = make_repo(mesh, {"bad.yaml": (ROOT / "tests/data/invalid/pod-ip.yaml").read_text()})
+    assert cli.main(["validate", str(repo), "--format", "github"]) == 1
+    out = capsys.readouterr().out.strip()
+    prefix = repo.relative_to(tmp_path).as_posix()
+    assert out.startswith(f"::error file={prefix}/remotes/bad.yaml,line=11,col=11,")
