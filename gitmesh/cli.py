@@ -467,11 +467,20 @@ def cmd_plan(args: argparse.Namespace) -> int:
     """Show what a pass would change, writing nothing."""
     from gitmesh import planview
 
-    done = _pass(args, _settings(args, plan_only=True))
-    if done is None:  # no `before`: never declined
-        return 1
-    result, _, central = done
-    central.close()
+    if args.offline:
+        from gitmesh import logs, offline
+
+        logs.setup(fmt=args.log_format, level=args.log_level)
+        snapshot = make_source(args).fetch()
+        result = offline.plan_repo(snapshot.parse(), snapshot.commit)
+        note = offline.NOTE
+    else:
+        note = ""
+        done = _pass(args, _settings(args, plan_only=True))
+        if done is None:  # no `before`: never declined
+            return 1
+        result, _, central = done
+        central.close()
     if args.format == "json":
         print(json.dumps(planview.as_json(result), indent=2))
     elif args.format == "yaml":
@@ -479,9 +488,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
         print(yaml.safe_dump(planview.as_json(result), sort_keys=False), end="")
     elif args.format == "markdown":
-        print(planview.markdown(result), end="")
+        print(planview.markdown(result, note=note), end="")
     else:
-        print(planview.text(result, color=color()), end="")
+        print(planview.text(result, color=color(), note=note), end="")
     failed = any(
         r.report.state in ("ReconcileFailed", "InvalidSpec") for r in result.remotes.values()
     )
@@ -818,6 +827,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--exit-code", action="store_true", help="exit 2 when there are changes (0: none, 1: error)"
+    )
+    p.add_argument(
+        "--offline",
+        action="store_true",
+        help="no cluster: what each remote would have if it were new, with what a pass "
+        "observes on central shown as placeholders (for PR jobs without credentials)",
     )
     p.set_defaults(func=cmd_plan)
 

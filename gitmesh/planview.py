@@ -78,10 +78,12 @@ def _op_line(op: Mapping[str, Any], limit: int) -> str:
     return f"{op['op']} {op['path']}{value}"
 
 
-def text(result: PassResult, *, color: bool = False) -> str:
+def text(result: PassResult, *, color: bool = False, note: str = "") -> str:
     """The plan for a terminal: the remotes with changes, and why others could not be
     planned; unchanged remotes are counted, not listed."""
     lines = [f"Plan at {result.report.revision[:12]}: {summary(result)}."]
+    if note:
+        lines.append(note)
     changed = _changed(result)
     for name, res in sorted(result.remotes.items()):
         if res.report.state in FAILED:
@@ -105,7 +107,7 @@ def text(result: PassResult, *, color: bool = False) -> str:
     return "\n".join(lines) + "\n"
 
 
-def markdown(result: PassResult, *, limit: int = COMMENT_LIMIT) -> str:
+def markdown(result: PassResult, *, limit: int = COMMENT_LIMIT, note: str = "") -> str:
     """The plan as a pull-request comment: a marker line, a summary, a table of the
     remotes with changes or failures, and their changes in collapsed sections; over
     `limit` characters, the sections give way to a note."""
@@ -116,6 +118,7 @@ def markdown(result: PassResult, *, limit: int = COMMENT_LIMIT) -> str:
         f"### gitmesh plan at `{result.report.revision[:12]}`",
         "",
         f"**{summary(result)}.**",
+        *(["", f"_{note}_"] if note else []),
     ]
     if changed or failed:
         head += ["", "| remote | create | patch | delete | note |", "|---|---:|---:|---:|---|"]

@@ -1,0 +1,54 @@
+"""`gitmesh plan --offline`: a pull-request job with no cluster credentials still sees what
+each remote would get, from a real repository."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gitmesh import cli
+from tests.gitutil import ROOT, MeshRemote
+
+
+@pytest.fixture
+def no_clusters(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No kubeconfig anywhere kubectl would look, and not in a cluster."""
+    for name in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST", "GITMESH_CENTRAL_KUBECONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+
+
+@pytest.mark.usefixtures("no_clusters")
+def test_offline_plan_needs_no_cluster(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "git").mkdir()
+    remote = MeshRemote(tmp_path / "git")
+    args = ["plan", "--offline", "--repo", remote.url, "--cache-dir", str(tmp_path / "c")]
+    assert cli.main(args) == 0
+    out = capsys.readouterr().out
+    assert "Offline plan" in out and "+ [citadel] Deployment istio-system/istio-citadel" in out
+    assert cli.main([*args, "-o", "json", "--exit-code"]) == 2
+    plan = json.loads(capsys.readouterr().out)
+    eu = next(r for r in plan["remotes"] if r["name"] == "remote-eu")
+    secret = next(c for c in eu["changes"] if c["kind"] == "Secret")
+    assert set(secret["patch"][0]["value"]["data"].values()) == {"***"}
+    assert cli.main([*args, "-o", "markdown"]) == 0
+    assert capsys.readouterr().out.startswith("<!-- gitmesh-plan -->")
+    # Without --offline the same job needs the central cluster, and says so.
+    assert cli.main(args[:1] + args[2:]) == 1
+    assert "no central kubeconfig" in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("no_clusters")
+def test_offline_plan_of_an_istiod_remote_shows_placeholders(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "git").mkdir()
+    remote = MeshRemote(tmp_path / "git", seed=ROOT / "example-repo" / "istiod")
+    args = ["plan", "--offline", "--repo", remote.url, "--cache-dir", str(tmp_path / "c")]
+    assert cli.main([*args, "-o", "json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    (west,) = plan["remotes"]
+    service = next(c for c in west["changes"] if (c["kind"], c["name"]) == ("Service", "istiod"))
+    assert service["patch"][0]["value"]["spec"]["externalName"] == "<east-west gateway address>"
