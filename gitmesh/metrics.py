@@ -26,7 +26,15 @@ class Metrics:
         )
         self.drift = Counter(
             "gitmesh_drift_total",
-            "Objects found drifted from git and corrected",
+            "Patches that undid an out-of-band edit (the desired object had not changed "
+            "since the last pass)",
+            ["remote"],
+            registry=r,
+        )
+        self.changes = Counter(
+            "gitmesh_desired_changes_total",
+            "Patches that follow a change of the desired state (the spec, mesh.yaml or "
+            "what central holds)",
             ["remote"],
             registry=r,
         )

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import base64
 import datetime
+import hashlib
+import json
 import threading
 import time
 import traceback
@@ -79,6 +81,9 @@ class RemoteResult:
 
     report: RemoteReport
     items: tuple[plan.Item, ...] = ()
+    # A digest of each desired object (by plan.Ref): a patch to an object whose desired
+    # state did not change since the last pass undid an out-of-band edit (drift).
+    desired: Mapping[plan.Ref, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -618,7 +623,17 @@ def reconcile_remote(
     return RemoteResult(
         RemoteReport(name, "Available", components=tuple(reports), endpoints=rendered.endpoints),
         tuple(all_items),
+        desired=_digests(rendered),
     )
+
+
+def _digests(rendered: render.Rendered) -> dict[plan.Ref, str]:
+    out = {}
+    for comp in rendered.components:
+        for obj in comp.objects:
+            text = json.dumps(obj, sort_keys=True, separators=(",", ":"))
+            out[plan.Ref.of(obj)] = hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+    return out
 
 
 def _renewed(

@@ -33,7 +33,7 @@ from typing import Any
 from apscheduler.schedulers.background import BackgroundScheduler
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from gitmesh import errors, logs, meshrepo, reconcile, render, specs, statusfiles
+from gitmesh import errors, logs, meshrepo, plan, reconcile, render, specs, statusfiles
 from gitmesh.cluster import Cluster
 from gitmesh.endpointsync import EndpointSync
 from gitmesh.gatewaywatch import GatewayWatch
@@ -94,6 +94,8 @@ class Runner:
         self._locks: dict[str, threading.Lock] = {}
         self._clusters: dict[str, tuple[str, Cluster]] = {}
         self._configs: dict[str, Mapping[str, Any]] = {}
+        # Each remote's desired objects at the last pass (digests): drift vs. change.
+        self._desired: dict[str, Mapping[plan.Ref, str]] = {}
         self._locks_guard = threading.Lock()
         self._pass_lock = threading.Lock()
         self._pending_lock = threading.Lock()
@@ -310,8 +312,14 @@ class Runner:
                     n = getattr(comp, action)
                     if n:
                         m.objects.labels(name, action).inc(n)
-                if comp.patched and comp.name != "injection":
-                    m.drift.labels(name).inc(comp.patched)
+            before = self._desired.get(name, {})
+            for item in res.items:
+                if item.action != "patch" or item.ref not in res.desired:
+                    continue
+                same = before.get(item.ref) == res.desired[item.ref]
+                (m.drift if same else m.changes).labels(name).inc()
+            if res.desired:
+                self._desired[name] = res.desired
             m.pass_duration.labels(name, "all").observe(sum(c.seconds for c in report.components))
             m.remote_available.labels(name).set(1 if report.state == "Available" else 0)
             if report.state == "Available":

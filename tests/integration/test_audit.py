@@ -6,13 +6,16 @@ from __future__ import annotations
 import datetime
 import json
 import socket
+from pathlib import Path
 
 import pytest
 import yaml
 
 from gitmesh import cli
+from gitmesh.runner import Runner
 from tests.gitutil import git
 from tests.integration.conftest import World
+from tests.integration.running import started_runner
 
 SAMPLE = "remoteistio-sample"
 EU = "remote-eu"
@@ -188,3 +191,24 @@ def test_reconcile_once_skips_while_another_gitmesh_holds_the_lease(
     assert world.reconcile("--lease-duration", "1s", "--retry-period", "0.2s") == 0
     assert "another gitmesh holds the Lease istio-system/gitmesh" in capsys.readouterr().err
     assert world.writes() == 0 and world.status_commits() == 0
+
+
+def test_drift_counts_only_undone_out_of_band_edits(world: World, tmp_path: Path) -> None:
+    """gitmesh_drift_total counts patches that undo someone else's edit; a merged pull
+    request's patches count in gitmesh_desired_changes_total instead."""
+
+    def value(runner: Runner, metric: str) -> float:
+        got = runner.metrics.registry.get_sample_value(metric, {"remote": EU})
+        return got or 0.0
+
+    with started_runner(world, tmp_path / "c") as runner:
+        world.edit_remote_spec(
+            EU, lambda d: d["spec"]["citadel"].update(replicaCount=2), "Two citadels"
+        )
+        runner.poll()
+        assert value(runner, "gitmesh_desired_changes_total") == 1
+        assert value(runner, "gitmesh_drift_total") == 0
+        world.merge_patch(EU, "configmaps", NS, "istio", {"data": {"mesh": "edited by hand"}})
+        runner.resync()
+        assert value(runner, "gitmesh_drift_total") == 1
+        assert value(runner, "gitmesh_desired_changes_total") == 1
