@@ -4,6 +4,8 @@ and GITMESH_* variables alike)."""
 from __future__ import annotations
 
 import io
+import os
+import pty
 import shutil
 import subprocess
 import sys
@@ -116,3 +118,41 @@ def test_no_color_turns_colour_off(monkeypatch: pytest.MonkeyPatch) -> None:
     assert cli.color()
     monkeypatch.setenv("NO_COLOR", "1")
     assert not cli.color()
+
+
+def test_the_distribution_name_is_the_one_the_readme_installs() -> None:
+    """ "gitmesh" on the package index is an unrelated project: pyproject, --version and the
+    README's CI snippet all use gitmesh-istio."""
+    root = Path(__file__).resolve().parents[2]
+    pyproject = (root / "pyproject.toml").read_text(encoding="utf-8")
+    assert f'name = "{cli.DISTRIBUTION}"' in pyproject
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    assert f"pip install {cli.DISTRIBUTION}" in readme
+    assert "pip install gitmesh\n" not in readme
+
+
+def test_logs_are_text_on_a_terminal_and_json_otherwise() -> None:
+    """The default --log-format follows stderr: a terminal gets text."""
+    code = (
+        "from gitmesh import cli; "
+        "print(cli.build_parser().parse_args(['plan', '--repo', 'x']).log_format)"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "GITMESH_LOG_FORMAT"}
+    piped = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    assert piped.stdout.strip() == "json"
+    leader, follower = pty.openpty()
+    try:
+        on_tty = subprocess.run(
+            [sys.executable, "-c", code],
+            stdout=subprocess.PIPE,
+            stderr=follower,
+            text=True,
+            env=env,
+            check=True,
+        )
+    finally:
+        os.close(leader)
+        os.close(follower)
+    assert on_tty.stdout.strip() == "text"

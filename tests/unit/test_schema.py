@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from gitmesh import schema
@@ -37,3 +38,14 @@ def test_example_files_carry_a_modeline() -> None:
         assert first.startswith("# yaml-language-server: $schema="), path
         target = first.split("=", 1)[1]
         assert (path.parent / target).resolve().is_file(), (path, target)
+
+
+def test_modelines_still_resolve_in_a_copy_of_an_example(tmp_path: Path) -> None:
+    """Copied as a repository of its own (`cp -rL example-repo my-mesh`), an example's
+    modelines still find their schemas."""
+    for example in ("example-repo", "example-repo/istiod"):
+        copy = tmp_path / example.replace("/", "-")
+        shutil.copytree(ROOT / example, copy, symlinks=False)
+        for path in [copy / "mesh.yaml", *(copy / "remotes").glob("*.yaml")]:
+            target = path.read_text(encoding="utf-8").splitlines()[0].split("=", 1)[1]
+            assert (path.parent / target).resolve().is_file(), (path, target)
