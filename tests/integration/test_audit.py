@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
+import pty
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -212,3 +216,31 @@ def test_drift_counts_only_undone_out_of_band_edits(world: World, tmp_path: Path
         runner.resync()
         assert value(runner, "gitmesh_drift_total") == 1
         assert value(runner, "gitmesh_desired_changes_total") == 1
+
+
+def test_a_pass_on_a_terminal_shows_progress(world: World) -> None:
+    """stderr on a terminal: `n/total remotes` as remotes finish, and text log lines."""
+    leader, follower = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gitmesh", "reconcile", "--once", *world.args],
+            stdout=subprocess.DEVNULL,
+            stderr=follower,
+            env={k: v for k, v in os.environ.items() if not k.startswith("GITMESH_")},
+        )
+        os.close(follower)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # the terminal closed with the process
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        assert proc.wait(timeout=120) == 0
+    finally:
+        os.close(leader)
+    out = b"".join(chunks).decode()
+    assert "\r  2/2 remotes" in out
+    assert "INFO    status committed" in out
