@@ -12,6 +12,10 @@ import yaml
 from gitmesh import resources, specs
 
 Obj = dict[str, Any]
+# What both injectors' webhooks intercept (Istio's charts, every version): pod creation.
+POD_CREATE_RULES: tuple[Obj, ...] = (
+    {"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]},
+)
 # libyaml when PyYAML has it: every remote's config maps are rendered on every pass.
 _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 

@@ -27,7 +27,7 @@ import base64
 import ipaddress
 
 from gitmesh import resources, specs
-from gitmesh.render.base import Central, Component, Obj, Rendered, meta
+from gitmesh.render.base import POD_CREATE_RULES, Central, Component, Obj, Rendered, meta
 
 ISTIOD = "istiod"
 READER = "istio-reader-service-account"
@@ -226,14 +226,7 @@ def _webhook(prefix: str, path: str, ns: str, ca_bundle: str) -> Obj:
             "caBundle": ca_bundle,
         },
         "sideEffects": "None",
-        "rules": [
-            {
-                "operations": ["CREATE"],
-                "apiGroups": [""],
-                "apiVersions": ["v1"],
-                "resources": ["pods"],
-            }
-        ],
+        "rules": [dict(r) for r in POD_CREATE_RULES],
         "failurePolicy": "Fail",
         "reinvocationPolicy": "Never",
         "admissionReviewVersions": ["v1"],

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from gitmesh import profiles, resources, selectors, specs
 from gitmesh.render.base import (
+    POD_CREATE_RULES,
     Central,
     Component,
     Obj,
@@ -380,14 +381,7 @@ def _webhook(ctx: _Ctx) -> Obj:
         "clientConfig": {
             "service": {"name": INJECTOR, "namespace": ctx.namespace, "path": "/inject"}
         },
-        "rules": [
-            {
-                "operations": ["CREATE"],
-                "apiGroups": [""],
-                "apiVersions": ["v1"],
-                "resources": ["pods"],
-            }
-        ],
+        "rules": [dict(r) for r in POD_CREATE_RULES],
         "failurePolicy": "Fail",
         "namespaceSelector": {"matchLabels": {resources.INJECTION: "enabled"}},
         "sideEffects": "None",

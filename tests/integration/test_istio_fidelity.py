@@ -16,23 +16,12 @@ import yaml
 
 from gitmesh import sandbox
 from tests.integration.conftest import World
+from tests.unit.test_fidelity import INJECTOR_FLAGS
 
 SAMPLE = "remoteistio-sample"
 EU = "remote-eu"
 NS = "istio-system"
-INJECTOR_FLAGS_1_0 = {  # pilot/cmd/sidecar-injector/main.go at istio 1.0.5
-    "meshConfig",
-    "injectConfig",
-    "tlsCertFile",
-    "tlsKeyFile",
-    "caCertFile",
-    "port",
-    "healthCheckInterval",
-    "healthCheckFile",
-    "kubeconfig",
-    "webhookConfigName",
-    "webhookName",
-}
+INJECTOR_FLAGS_1_0 = INJECTOR_FLAGS["1.0"]  # facts and their sources: test_fidelity.py
 
 
 def injector(world: World, remote: str) -> dict[str, Any]:
