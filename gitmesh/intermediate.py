@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -48,12 +49,20 @@ class Signer:
     @classmethod
     def from_secret(cls, data: Mapping[str, str]) -> Signer:
         """From the base64 data of the central CA Secret (Istio's `istio-ca-secret` or a
-        plugged-in `cacerts`)."""
+        plugged-in `cacerts`). Cached by that data: every remote of a pass needs it."""
+        return _signer(tuple(sorted(data.items())))
+
+    @classmethod
+    def _load(cls, data: Mapping[str, str]) -> Signer:
         try:
             cert_pem = base64.b64decode(data["ca-cert.pem"])
             key_pem = base64.b64decode(data["ca-key.pem"])
             cert = x509.load_pem_x509_certificate(cert_pem)
-            key = serialization.load_pem_private_key(key_pem, password=None)
+            # The key is checked against the certificate below; OpenSSL's RSA checks on
+            # load cost a quarter of a second for a 2048-bit key.
+            key = serialization.load_pem_private_key(
+                key_pem, password=None, unsafe_skip_rsa_key_validation=True
+            )
         except KeyError as e:
             raise CAError(f"lacks {e.args[0]}") from None
         except ValueError as e:
@@ -67,6 +76,11 @@ class Signer:
         if root_pem.strip() not in chain_pem:
             chain_pem = chain_pem.rstrip(b"\n") + b"\n" + root_pem
         return cls(cert, key, chain_pem, root_pem)
+
+
+@functools.lru_cache(maxsize=8)
+def _signer(items: tuple[tuple[str, str], ...]) -> Signer:
+    return Signer._load(dict(items))
 
 
 def _name(remote: str) -> x509.Name:
@@ -180,24 +194,40 @@ def keep(
     """Whether a remote's `cacerts` data can stay as it is."""
     if not current or set(current) != set(KEYS):
         return False
+    window = _valid_window(
+        tuple(current[k] for k in KEYS),
+        signer.cert.public_bytes(serialization.Encoding.DER),
+        signer.root_pem,
+        remote,
+    )
+    return window is not None and window[0] <= now and window[1] - now >= RENEW_BEFORE
+
+
+@functools.lru_cache(maxsize=4096)
+def _valid_window(
+    data: tuple[str, ...], signer_der: bytes, root_pem: bytes, remote: str
+) -> tuple[datetime.datetime, datetime.datetime] | None:
+    """(not before, not after) of a well-formed intermediate for `remote` signed by the
+    signer; None otherwise. Cached: a pass re-checks every remote's unchanged cacerts."""
     try:
-        pems = {k: base64.b64decode(current[k]) for k in KEYS}
+        pems = dict(zip(KEYS, (base64.b64decode(v) for v in data), strict=True))
         cert = x509.load_pem_x509_certificate(pems["ca-cert.pem"])
-        key = serialization.load_pem_private_key(pems["ca-key.pem"], password=None)
+        key = serialization.load_pem_private_key(
+            pems["ca-key.pem"], password=None, unsafe_skip_rsa_key_validation=True
+        )
+        signer = x509.load_der_x509_certificate(signer_der)
     except ValueError:
-        return False
-    if pems["root-cert.pem"] != signer.root_pem or not pems["cert-chain.pem"].startswith(
+        return None
+    if pems["root-cert.pem"] != root_pem or not pems["cert-chain.pem"].startswith(
         pems["ca-cert.pem"]
     ):
-        return False
-    if cert.subject != _name(remote) or cert.issuer != signer.cert.subject:
-        return False
+        return None
+    if cert.subject != _name(remote) or cert.issuer != signer.subject:
+        return None
     if not isinstance(key, rsa.RSAPrivateKey) or key.public_key() != cert.public_key():
-        return False
-    if cert.not_valid_after_utc - now < RENEW_BEFORE or cert.not_valid_before_utc > now:
-        return False
+        return None
     try:
-        cert.verify_directly_issued_by(signer.cert)
+        cert.verify_directly_issued_by(signer)
     except (InvalidSignature, ValueError, TypeError):
-        return False
-    return True
+        return None
+    return cert.not_valid_before_utc, cert.not_valid_after_utc
