@@ -228,6 +228,17 @@ def _one_of(*choices: str) -> Callable[[str], str]:
     return parse
 
 
+def _latency(text: str) -> tuple[str | None, float]:
+    """An argparse type for `[CLUSTER=]DURATION`."""
+    from gitmesh import durations
+
+    cluster, _, duration = text.rpartition("=")
+    try:
+        return cluster or None, durations.parse(duration, minimum=0.0)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _positive_int(text: str) -> int:
     """An argparse type for counts of at least 1."""
     try:
@@ -948,6 +959,15 @@ def _add_localkube(sub: argparse._SubParsersAction[_Parser]) -> None:
         "--tls", action="store_true", help="serve HTTPS with a generated CA and a bearer token"
     )
     p.add_argument("--access-log", type=Path, help="append one JSON line per request here")
+    p.add_argument(
+        "--latency",
+        action="append",
+        default=[],
+        type=_latency,
+        metavar="[CLUSTER=]DURATION",
+        help="delay every request to a cluster (repeatable): `50ms` for every cluster but the "
+        "first (the WAN between central and its remotes), or `CLUSTER=50ms` (emulator only)",
+    )
     p.add_argument(
         "--simulate-workloads",
         action="store_true",

@@ -29,12 +29,25 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, handle)
     signal.signal(signal.SIGINT, handle)
+    unknown = {c for c, _ in args.latency if c is not None} - set(names)
+    if unknown:
+        print(f"gitmesh localkube: --latency names no cluster {sorted(unknown)}", file=sys.stderr)
+        return 2
     if args.backend == "kube-apiserver":
+        if args.latency:
+            print("gitmesh localkube: --latency needs the emulator backend", file=sys.stderr)
+            return 2
         return _run_real(args, names, stop)
     with Server(clusters=names, port=args.port, tls=args.tls, access_log=args.access_log) as server:
         if args.simulate_workloads:
             for name in names:
                 server.simulate_workloads(name)
+        named = {c: s for c, s in args.latency if c is not None}
+        everywhere = [s for c, s in args.latency if c is None]
+        for name in names:
+            seconds = named.get(name, everywhere[-1] if everywhere and name != names[0] else 0)
+            if seconds:
+                server.inject(cluster=name, latency=seconds, count=None)
         server.write_kubeconfig(args.kubeconfig)
         print(
             f"localkube serving {', '.join(names)} on 127.0.0.1:{server.port}; "
