@@ -12,6 +12,7 @@ or turned into a flag the binary does not know.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources as package_data
@@ -49,6 +50,7 @@ class Profile:
         return _template(self.version)
 
 
+@functools.cache
 def _template(version: str) -> str:
     return (package_data.files("gitmesh") / "injection" / f"{version}.yaml").read_text("utf-8")
 

@@ -71,6 +71,7 @@ class Settings:
     namespace: str | None = None  # where the remotes' kubeconfig Secrets live (default: mesh)
     conflict_retries: int = 3
     allow_mass_prune: bool = False  # prune however many remotes a revision removes
+    desired_digests: bool = False  # report digests of the desired objects (gitmesh run)
     request_timeout: float = 30.0  # every Kubernetes request (connect and read)
     remote_timeout: float = 300.0  # all of one remote's work in a pass
 
@@ -623,7 +624,7 @@ def reconcile_remote(
     return RemoteResult(
         RemoteReport(name, "Available", components=tuple(reports), endpoints=rendered.endpoints),
         tuple(all_items),
-        desired=_digests(rendered),
+        desired=_digests(rendered) if settings.desired_digests else {},
     )
 
 

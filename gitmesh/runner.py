@@ -18,6 +18,7 @@ with a socket timeout, and refuses malformed or oversize requests with one log l
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -78,7 +79,8 @@ class Runner:
     ) -> None:
         self.source = source
         self.central = central
-        self.settings = settings
+        # The runner tells drift from desired changes by the objects' digests.
+        self.settings = dataclasses.replace(settings, desired_digests=True)
         self.run_settings = run
         self.metrics = metrics or Metrics()
         self.stop_event = threading.Event()

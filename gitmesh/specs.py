@@ -8,6 +8,7 @@ having the field silently ignored.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import typing
@@ -490,7 +491,7 @@ class Mesh(Strict):
             )
         return images
 
-    @property
+    @functools.cached_property
     def version(self) -> IstioVersion:
         """The Istio version the remotes run (validated: explicit or from the tags)."""
         tagged = (image_version(str(ref)) for ref in self.images.model_dump().values())
