@@ -26,6 +26,7 @@ import ipaddress
 import itertools
 import json
 import os
+import random
 import secrets
 import signal
 import socket
@@ -102,10 +103,25 @@ def assets_dir(explicit: Path | None = None) -> Path:
     return raw
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def free_port() -> int:
+    """A loopback port free now, below the kernel's ephemeral range when it can be.
+
+    A port the kernel handed out as ephemeral may be handed out again, as the source
+    port of any outgoing connection, before the server that was meant to have it
+    binds; ports below the range are never handed out that way.
+    """
+    low = 32768
+    with contextlib.suppress(OSError, ValueError):
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    candidates = random.sample(range(10000, low), min(64, max(low - 10000, 0)))
+    for port in [*candidates, 0]:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(s.getsockname()[1])
+    raise GitmeshError("no free loopback port")
 
 
 @dataclass(slots=True)
@@ -211,7 +227,7 @@ class KubeAPIServer:
             "apiVersion: audit.k8s.io/v1\nkind: Policy\n"
             "omitStages: [RequestReceived]\nrules:\n- level: Metadata\n"
         )
-        etcd_port, peer_port = _free_port(), _free_port()
+        etcd_port, peer_port = free_port(), free_port()
         etcd_url = f"http://127.0.0.1:{etcd_port}"
         self._etcd = self._spawn(
             "etcd",
@@ -230,47 +246,37 @@ class KubeAPIServer:
         self._wait(lambda: _http_ok(f"{etcd_url}/health"), "etcd", self._etcd)
         network = ipaddress.ip_network(self.pod_cidr)
         for name in self.names:
-            port = _free_port()
-            audit = d / f"{name}-audit.log"
-            proc = self._spawn(
-                f"{name}-kube-apiserver",
-                [
-                    str(self.assets / "kube-apiserver"),
-                    "--etcd-servers", etcd_url,
-                    "--etcd-prefix", f"/registry-{name}",
-                    "--bind-address", "127.0.0.1",
-                    "--secure-port", str(port),
-                    "--tls-cert-file", str(d / "tls.crt"),
-                    "--tls-private-key-file", str(d / "tls.key"),
-                    "--cert-dir", str(d / f"{name}-certs"),
-                    "--token-auth-file", str(d / "tokens.csv"),
-                    "--authorization-mode", "RBAC",
-                    "--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
-                    "--service-account-key-file", str(d / "sa.key"),
-                    "--service-account-signing-key-file", str(d / "sa.key"),
-                    "--service-cluster-ip-range", "10.0.0.0/16",
-                    "--audit-policy-file", str(d / "audit-policy.yaml"),
-                    "--audit-log-path", str(audit),
-                    "--audit-log-mode", "blocking",
-                    "--audit-log-format", "json",
-                    # Only written into the `kubernetes` Endpoints, which may not be loopback;
-                    # nothing connects to it (TEST-NET-1, RFC 5737).
-                    "--advertise-address", "192.0.2.10",
-                    "--allow-privileged",
-                ],
-            )  # fmt: skip
+            proc, port = self._spawn_apiserver(name, etcd_url)
             url = f"https://127.0.0.1:{port}"
             store = ApiStore(url, self._seed_token, self.tls_material.ca_pem)
             cluster = _Cluster(
-                name, port, store, audit, itertools.islice(network.hosts(), 1, None), 0, [proc]
+                name,
+                port,
+                store,
+                d / f"{name}-audit.log",
+                itertools.islice(network.hosts(), 1, None),
+                0,
+                [proc],
             )
             self.clusters[name] = cluster
         for cluster in self.clusters.values():
-            self._wait(
-                functools.partial(_ready, cluster.store),
-                f"kube-apiserver of {cluster.name}",
-                cluster.processes[0],
-            )
+            for attempt in range(3):
+                try:
+                    self._wait(
+                        functools.partial(_ready, cluster.store),
+                        f"kube-apiserver of {cluster.name}",
+                        cluster.processes[0],
+                    )
+                    break
+                except GitmeshError as e:
+                    # The port was free when chosen, and taken before the server bound it.
+                    if attempt == 2 or "address already in use" not in str(e):
+                        raise
+                    proc, port = self._spawn_apiserver(cluster.name, etcd_url)
+                    cluster.processes[0], cluster.port = proc, port
+                    cluster.store = ApiStore(
+                        f"https://127.0.0.1:{port}", self._seed_token, self.tls_material.ca_pem
+                    )
             if self.controllers:
                 self._start_controllers(cluster, kcm_token)
         for cluster in self.clusters.values() if self.controllers else ():
@@ -281,6 +287,39 @@ class KubeAPIServer:
                 cluster.processes[-1],
             )
         self.reset_counts()
+
+    def _spawn_apiserver(self, name: str, etcd_url: str) -> tuple[subprocess.Popen[bytes], int]:
+        d = self.dir
+        port = free_port()
+        audit = d / f"{name}-audit.log"
+        proc = self._spawn(
+            f"{name}-kube-apiserver",
+            [
+                str(self.assets / "kube-apiserver"),
+                "--etcd-servers", etcd_url,
+                "--etcd-prefix", f"/registry-{name}",
+                "--bind-address", "127.0.0.1",
+                "--secure-port", str(port),
+                "--tls-cert-file", str(d / "tls.crt"),
+                "--tls-private-key-file", str(d / "tls.key"),
+                "--cert-dir", str(d / f"{name}-certs"),
+                "--token-auth-file", str(d / "tokens.csv"),
+                "--authorization-mode", "RBAC",
+                "--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
+                "--service-account-key-file", str(d / "sa.key"),
+                "--service-account-signing-key-file", str(d / "sa.key"),
+                "--service-cluster-ip-range", "10.0.0.0/16",
+                "--audit-policy-file", str(d / "audit-policy.yaml"),
+                "--audit-log-path", str(audit),
+                "--audit-log-mode", "blocking",
+                "--audit-log-format", "json",
+                # Only written into the `kubernetes` Endpoints, which may not be loopback;
+                # nothing connects to it (TEST-NET-1, RFC 5737).
+                "--advertise-address", "192.0.2.10",
+                "--allow-privileged",
+            ],
+        )  # fmt: skip
+        return proc, port
 
     def _wait(self, check: Any, what: str, proc: subprocess.Popen[bytes]) -> None:
         deadline = time.monotonic() + START_TIMEOUT

@@ -7,7 +7,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from typing import Any
 from gitmesh import reconcile
 from gitmesh.cluster import Cluster
 from gitmesh.gitrepo import Auth
+from gitmesh.localkube.apiserver import free_port
 from gitmesh.runner import Runner, RunSettings
 from gitmesh.source import Source
 from tests.integration.conftest import World
@@ -33,12 +33,6 @@ def wait_for(check: Callable[[], Any], timeout: float = 20.0, what: str = "") ->
             return value
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what or check}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Proc:
