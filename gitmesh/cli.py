@@ -601,6 +601,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         status_branch=args.status_branch,
         hook_secret=secret or None,
         grace=args.grace_period,
+        shard=args.shard,
     )
     the_runner = runner.Runner(
         make_source(args), _central(args), settings=_settings(args), run=run_settings
@@ -886,6 +887,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="HOST:PORT for /metrics, /healthz, /readyz (default: 0.0.0.0:8080)",
     )
     add_lease_flags(g)
+    g.add_argument(
+        "--shard",
+        action="store_true",
+        default=_env("SHARD", "") in ("1", "true"),
+        help="share the remotes with the other replicas of --lease-name, one Lease each, "
+        "instead of electing one replica to apply to all",
+    )
     g.add_argument(
         "--grace-period",
         type=_duration(minimum=0.0),

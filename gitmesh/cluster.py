@@ -28,11 +28,12 @@ from typing import Any
 import kubernetes
 import urllib3
 
-from gitmesh import errors, kubeconfigs
+from gitmesh import __version__, errors, kubeconfigs
 from gitmesh.resources import Resource
 
 Obj = dict[str, Any]
 CONNECT_TIMEOUT = 10.0
+USER_AGENT = f"gitmesh/{__version__}"
 JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
 
@@ -102,6 +103,7 @@ class Cluster:
         backoff: float = 0.2,
         sleep: Callable[[float], None] = time.sleep,
         observer: Callable[[str, str, int], None] | None = None,
+        user_agent: str | None = None,
     ) -> None:
         self.name = name
         self.observer = observer
@@ -135,6 +137,17 @@ class Cluster:
             ) from None
         config.retries = False  # retries are ours, counted and bounded
         self.api = kubernetes.client.ApiClient(config)
+        # What audit logs attribute the requests to (kubectl sends kubectl/<version>).
+        self.api.user_agent = user_agent or USER_AGENT
+
+    @property
+    def user_agent(self) -> str:
+        """The User-Agent of every request (what audit logs attribute them to)."""
+        return str(self.api.user_agent)
+
+    @user_agent.setter
+    def user_agent(self, value: str) -> None:
+        self.api.user_agent = value
 
     @property
     def server(self) -> str:

@@ -19,6 +19,7 @@ Obj = dict[str, Any]
 
 NAME = "gitmesh-inventory"
 _CONFIGMAP = resources.BY_KIND["ConfigMap"]
+ATTEMPTS = 5
 
 
 def read(central: Cluster, namespace: str) -> tuple[set[str], Obj | None]:
@@ -37,13 +38,27 @@ def read(central: Cluster, namespace: str) -> tuple[set[str], Obj | None]:
     return names, obj
 
 
-def write(
-    central: Cluster, namespace: str, names: Iterable[str], current: Obj | None
-) -> Obj | None:
-    """Make the inventory hold exactly `names`; returns it as written (or as it was)."""
+def update(
+    central: Cluster, namespace: str, *, add: Iterable[str] = (), remove: Iterable[str] = ()
+) -> None:
+    """Add and remove names. Replicas of a shard group update it at once: a write that lost
+    the race (resourceVersion) is retried on a fresh read."""
+    add, remove = set(add), set(remove)
+    for attempt in range(ATTEMPTS):
+        names, current = read(central, namespace)
+        try:
+            _write(central, namespace, (names | add) - remove, current)
+            return
+        except errors.Conflict:  # another replica wrote first (or created it)
+            if attempt == ATTEMPTS - 1:
+                raise
+
+
+def _write(central: Cluster, namespace: str, names: Iterable[str], current: Obj | None) -> None:
+    """Make the inventory hold exactly `names`, if it is still `current`."""
     text = "\n".join(sorted(set(names)))
     if current is not None and (current.get("data") or {}).get("remotes", "") == text:
-        return current
+        return
     if current is None:
         body: Obj = {
             "apiVersion": "v1",
@@ -55,8 +70,9 @@ def write(
             },
             "data": {"remotes": text},
         }
-        return central.create(_CONFIGMAP, body)
-    return central.patch(
+        central.create(_CONFIGMAP, body)
+        return
+    central.patch(
         _CONFIGMAP,
         namespace,
         NAME,

@@ -70,4 +70,11 @@ class Metrics:
             registry=r,
             buckets=BUCKETS,
         )
-        self.leader = Gauge("gitmesh_leader", "1 while this replica holds the lease", registry=r)
+        self.leader = Gauge(
+            "gitmesh_leader",
+            "1 while this replica holds the lease (sharded: while it is an active member)",
+            registry=r,
+        )
+        self.shard_members = Gauge(
+            "gitmesh_shard_members", "live replicas of the shard group, as seen", registry=r
+        )

@@ -481,9 +481,10 @@ def reconcile_remote(
     connect: Connect,
     settings: Settings,
     revision: str,
-    stop: threading.Event | None = None,
+    interrupted: Callable[[], str | None] | None = None,
 ) -> RemoteResult:
-    """Make one remote match its spec; never raises (failures become the report)."""
+    """Make one remote match its spec; never raises (failures become the report).
+    `interrupted()`, asked before each component, says why to stop there (or None)."""
     log = logs.get()
     ctx = {"remote": name, "revision": revision[:12]}
     planning = settings.plan_only
@@ -509,8 +510,8 @@ def reconcile_remote(
             all_items: list[plan.Item] = []
             failure: str | None = None
             for comp in rendered.components:
-                if failure is None and stop is not None and stop.is_set():
-                    failure = "interrupted: gitmesh is shutting down"
+                if failure is None and interrupted is not None:
+                    failure = interrupted()
                 if failure is not None:
                     reports.append(ComponentReport(comp.name, "Skipped"))
                     continue
@@ -874,11 +875,14 @@ def run_pass(
     only: Collection[str] | None = None,
     guard: Guard = _no_guard,
     stop: threading.Event | None = None,
+    owns: Callable[[str], bool] | None = None,
     progress: Progress | None = None,
 ) -> PassResult:
     """Reconcile every remote of `repo` (or those in `only`); prune the `known` remotes that
     left it. `guard(name)` is held around each remote's work (so no two passes overlap on
-    one remote); once `stop` is set, remotes end after the component in flight.
+    one remote); once `stop` is set, remotes end after the component in flight. With
+    `owns` (a replica of a shard group), only the remotes it owns are touched, and a remote
+    it stops owning ends after the component in flight.
 
     An invalid mesh.yaml aborts the pass before anything is touched; an invalid remote is
     reported InvalidSpec and left alone (never pruned).
@@ -890,20 +894,24 @@ def run_pass(
     log = logs.get()
     central_state = observe_central(central, mesh, repo.remotes.values())
     results: dict[str, RemoteResult] = {}
-    chosen = {n: s for n, s in repo.remotes.items() if only is None or n in only}
+    mine = owns or (lambda name: True)
+    chosen = {n: s for n, s in repo.remotes.items() if (only is None or n in only) and mine(n)}
     for name, problems in repo.invalid.items():
+        if not mine(name):
+            continue
         message = "; ".join(str(p) for p in problems)
         log.error("invalid spec", extra={"remote": name, "error": message})
         results[name] = RemoteResult(RemoteReport(name, "InvalidSpec", message=message))
     writes = not (settings.plan_only or settings.dry_run)
-    applied, inventory_obj = inventory.read(central, namespace)
+    applied, _ = inventory.read(central, namespace)
     known = set(known) | applied
     if writes:  # before anything is applied, so that a pass that dies still knows them
-        inventory_obj = inventory.write(central, namespace, applied | set(chosen), inventory_obj)
-    for name in sorted(set(repo.remotes) - known):
+        inventory.update(central, namespace, add=chosen)
+    for name in sorted(set(chosen) - known):
         log.info("new remote", extra={"remote": name})
     gone = sorted(known - set(repo.remotes) - set(repo.invalid))
     _check_mass_prune(gone, known, mesh, settings)
+    gone = [name for name in gone if mine(name)]
     jobs: dict[str, Callable[[], RemoteResult]] = {
         name: partial(
             reconcile_remote,
@@ -915,7 +923,7 @@ def run_pass(
             connect=connect,
             settings=settings,
             revision=revision,
-            stop=stop,
+            interrupted=partial(_interruption, name, stop, owns),
         )
         for name, spec in sorted(chosen.items())
     }
@@ -929,9 +937,7 @@ def run_pass(
     removed = [name for name in gone if results[name].report.state == "Removed"]
     if writes and removed:
         try:
-            inventory.write(
-                central, namespace, (applied | set(chosen)) - set(removed), inventory_obj
-            )
+            inventory.update(central, namespace, remove=removed)
         except errors.ClusterError as e:  # the next pass prunes them again, finding nothing
             log.warning("cannot update the inventory", extra={"error": str(e)})
     reports = {n: r.report for n, r in results.items() if r.report.state != "Removed"}
@@ -941,6 +947,16 @@ def run_pass(
         results,
         central=central_state,
     )
+
+
+def _interruption(
+    name: str, stop: threading.Event | None, owns: Callable[[str], bool] | None
+) -> str | None:
+    if stop is not None and stop.is_set():
+        return "interrupted: gitmesh is shutting down, or lost its lease"
+    if owns is not None and not owns(name):
+        return "interrupted: another replica of the shard group owns this remote now"
+    return None
 
 
 def _check_mass_prune(

@@ -7,7 +7,9 @@ Jobs (APScheduler 3, `max_instances=1`, `coalesce=True`, jittered):
 A watch on the central Istio pods (`EndpointSync`) updates only the Endpoints of the
 affected remotes within a debounce interval of a pod change. A per-remote lock keeps a pass
 and an endpoint update from overlapping on one remote. Only the Lease holder applies; a
-follower keeps its watch warm and takes over within the lease duration.
+follower keeps its watch warm and takes over within the lease duration. With `shard`, the
+replicas share the remotes instead (gitmesh.shards): each applies to the remotes it owns,
+in passes, endpoint updates and status commits alike.
 
 It stays responsive with a hung remote: every remote's work in a pass has a deadline,
 `/readyz` reports a pass that has run past the longest a pass can take (a wedged worker),
@@ -35,11 +37,12 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gitmesh import errors, logs, meshrepo, plan, reconcile, render, specs, statusfiles
-from gitmesh.cluster import Cluster
+from gitmesh.cluster import USER_AGENT, Cluster
 from gitmesh.endpointsync import EndpointSync
 from gitmesh.gatewaywatch import GatewayWatch
 from gitmesh.leader import Elector
 from gitmesh.metrics import Metrics
+from gitmesh.shards import Membership
 from gitmesh.source import Snapshot, Source
 from gitmesh.statusbranch import StatusBranch
 
@@ -63,6 +66,7 @@ class RunSettings:
     grace: float = 20.0  # how long shutdown waits for the pass in flight
     http_workers: int = 8
     http_timeout: float = 10.0
+    shard: bool = False  # share the remotes with the other replicas instead of electing one
 
 
 class Runner:
@@ -102,11 +106,15 @@ class Runner:
         self._pass_lock = threading.Lock()
         self._pending_lock = threading.Lock()
         self.central.observer = self._observe_request
+        # Audit logs name the replica behind every write.
+        self.user_agent = f"{USER_AGENT} ({run.identity})"
+        central.user_agent = self.user_agent
         self.scheduler = BackgroundScheduler(
             timezone="UTC",
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
         )
         self.elector: Elector | None = None
+        self.membership: Membership | None = None
         self.sync: EndpointSync | None = None
         self.gateway: GatewayWatch | None = None
         self.http: _BoundedHTTPServer | None = None
@@ -126,7 +134,9 @@ class Runner:
             cached = self._clusters.get(name)
             if cached is not None and cached[0] == digest:
                 return cached[1]
-            cluster = Cluster(name, config, observer=self._observe_request)
+            cluster = Cluster(
+                name, config, observer=self._observe_request, user_agent=self.user_agent
+            )
             cluster.shared = True
             self._clusters[name] = (digest, cluster)
             self._configs[name] = config
@@ -143,8 +153,14 @@ class Runner:
             yield
 
     def leader(self) -> bool:
-        """Whether this replica may apply."""
+        """Whether this replica may apply (to the remotes it owns, when sharded)."""
+        if self.membership is not None:
+            return self.membership.active()
         return self.elector is None or self.elector.is_leader()
+
+    def owns(self, name: str) -> bool:
+        """Whether this replica reconciles `name`: always, unless sharded."""
+        return self.membership is None or self.membership.owns(name)
 
     # -- the jobs ------------------------------------------------------------------------
 
@@ -269,6 +285,7 @@ class Runner:
                 only=only,
                 guard=self.guard,
                 stop=self.halt,
+                owns=self.owns if self.membership is not None else None,
             )
         except errors.GitmeshError as e:
             log.error(
@@ -286,7 +303,13 @@ class Runner:
         if self.halt.is_set():
             log.info("pass interrupted (shutdown or leadership lost); status not written")
             return
-        report = result.report
+        report = dataclasses.replace(
+            result.report,
+            # A remote that moved to another replica during the pass is that replica's to
+            # report on.
+            remotes={n: r for n, r in result.report.remotes.items() if self.owns(n)},
+            reconciled_by=self.run_settings.identity,
+        )
         with self._pending_lock:
             for name, remote in report.remotes.items():
                 if remote.endpoints is not None:
@@ -335,7 +358,7 @@ class Runner:
             return
         started = time.monotonic()
         state = render.Central(pods=pods, services=self.services)
-        names = reconcile.affected_remotes(self.repo, state, changed)
+        names = [n for n in reconcile.affected_remotes(self.repo, state, changed) if self.owns(n)]
         results = reconcile.endpoints_only(
             self.repo,
             self.central,
@@ -413,6 +436,13 @@ class Runner:
             self.halt.clear()
             self.scheduler.add_job(self.resync, id="first-pass", replace_existing=True)
 
+    def _on_members(self, members: tuple[str, ...]) -> None:
+        """The shard group changed: a pass takes up the remotes this replica now owns."""
+        self.metrics.leader.set(1 if members else 0)
+        self.metrics.shard_members.set(len(members))
+        if members and not self.stop_event.is_set():
+            self.scheduler.add_job(self.resync, id="members", replace_existing=True)
+
     def start(self) -> None:
         """Start serving, campaigning, watching and polling."""
         rs = self.run_settings
@@ -440,9 +470,22 @@ class Runner:
         )
         self.scheduler.start()
         self.started = True
+        lease_namespace = rs.lease_namespace or namespace
+        if rs.shard:
+            self.membership = Membership(
+                self.central,
+                namespace=lease_namespace,
+                group=rs.lease_name,
+                identity=rs.identity,
+                lease_duration=rs.lease_duration,
+                retry_period=rs.retry_period,
+                on_change=self._on_members,
+            )
+            self.membership.start()
+            return
         self.elector = Elector(
             self.central,
-            namespace=rs.lease_namespace or namespace,
+            namespace=lease_namespace,
             name=rs.lease_name,
             identity=rs.identity,
             lease_duration=rs.lease_duration,
@@ -477,6 +520,8 @@ class Runner:
             self.gateway.stop()
         if self.elector is not None:
             self.elector.stop(release=True)
+        if self.membership is not None and finished:
+            self.membership.stop()
         if self.http is not None:
             self.http.shutdown()
             self.http.server_close()

@@ -66,6 +66,8 @@ class PassReport:
     removed: tuple[str, ...] = field(default=())
     # How many objects each removed remote's prune deleted (they count as applied).
     pruned: Mapping[str, int] = field(default_factory=dict)
+    # The `gitmesh run` replica that made the pass (its identity); "" for a one-off.
+    reconciled_by: str = ""
 
 
 def status_path(name: str) -> str:
@@ -160,7 +162,7 @@ def _conditions(
 
 
 def _status(
-    remote: RemoteReport, revision: str, before: dict[str, Any], now: str
+    remote: RemoteReport, revision: str, before: dict[str, Any], now: str, by: str = ""
 ) -> dict[str, Any]:
     components: dict[str, Any] = {}
     old_components = before.get("components") or {}
@@ -208,6 +210,8 @@ def _status(
     }
     if applied:
         status["lastAppliedRevision"] = applied
+    if by:
+        status["reconciledBy"] = by
     if remote.message:
         status["message"] = _message(remote)
     warnings = [
@@ -224,7 +228,8 @@ def render(report: PassReport, current: Mapping[str, bytes], now: str) -> dict[s
     out: dict[str, bytes | None] = {}
     for name, remote in sorted(report.remotes.items()):
         path = status_path(name)
-        data = dump(_status(remote, report.revision, _load(current.get(path)), now))
+        before = _load(current.get(path))
+        data = dump(_status(remote, report.revision, before, now, report.reconciled_by))
         if current.get(path) != data:
             out[path] = data
         if remote.endpoints is not None:
@@ -305,6 +310,7 @@ def read_status(files: Mapping[str, bytes]) -> list[dict[str, Any]]:
                 "lastAttemptedRevision": status.get("lastAttemptedRevision")
                 or status.get("sourceRevision", ""),
                 "endpoints": sum(len(v or []) for v in eps.values()),
+                "reconciledBy": str(status.get("reconciledBy") or ""),
                 "message": status.get("message", ""),
                 "warnings": [str(w) for w in status.get("warnings") or ()],
             }

@@ -491,6 +491,7 @@ class KubeAPIServer:
                         "verb": verb,
                         "resource": resource,
                         "time": round(done, 6),
+                        "agent": event.get("userAgent", ""),
                     }
                 )
                 + "\n"

@@ -234,6 +234,7 @@ class _Handler(BaseHTTPRequestHandler):
                 method=self.command,
                 path=self.path,
                 ms=(time.monotonic() - start) * 1000,
+                agent=self.headers.get("User-Agent", ""),
             )
 
         self._record = record

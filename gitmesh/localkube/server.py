@@ -350,6 +350,7 @@ class Server:
         method: str,
         path: str,
         ms: float,
+        agent: str = "",
     ) -> None:
         """Count a request and append it to the access log."""
         with self._lock:
@@ -368,6 +369,7 @@ class Server:
                             "verb": verb,
                             "resource": resource,
                             "time": round(time.time(), 6),
+                            "agent": agent,
                         }
                     )
                     + "\n"
