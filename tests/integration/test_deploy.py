@@ -22,7 +22,12 @@ from tests.integration.conftest import World
 from tests.integration.running import Proc, started_runner, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
-VARIANTS = {"base": ROOT / "deploy/base", "run": ROOT / "deploy/overlays/run"}
+VARIANTS = {
+    "base": ROOT / "deploy/base",
+    "run": ROOT / "deploy/overlays/run",
+    "sharded": ROOT / "deploy/overlays/sharded",
+}
+REPLICAS = {"run": 2, "sharded": 3}
 KUBECTL = shutil.which("kubectl")
 pytestmark = pytest.mark.kubectl
 if KUBECTL is None:
@@ -57,8 +62,8 @@ def test_kustomize_builds_offline_and_validates(variant: str) -> None:
         "NetworkPolicy",
     } <= kinds
     assert ("CronJob" in kinds) == (variant == "base")
-    assert ("Deployment" in kinds) == (variant == "run")
-    assert ("PodDisruptionBudget" in kinds) == (variant == "run")
+    assert ("Deployment" in kinds) == (variant in REPLICAS)
+    assert ("PodDisruptionBudget" in kinds) == (variant in REPLICAS)
     for doc in docs:
         kubernetes_validate.validate(doc, "1.32.0", strict=True)
 
@@ -76,7 +81,7 @@ def _rules(docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
 def test_rbac_is_least_privilege(variant: str) -> None:
     """No wildcards, nothing cluster-wide, Secrets only in the mesh namespace, the Lease
     and the inventory only by their own names (but create, which resourceNames cannot
-    limit)."""
+    limit); sharded, the member Leases only in gitmesh's own namespace."""
     docs = build(variant)
     assert not [d for d in docs if d["kind"] in ("ClusterRole", "ClusterRoleBinding")]
     for namespace, rule in _rules(docs):
@@ -85,7 +90,9 @@ def test_rbac_is_least_privilege(variant: str) -> None:
         if "secrets" in rule["resources"]:
             assert namespace == "istio-system"
             assert set(rule["verbs"]) <= {"get", "patch"}
-        if "leases" in rule["resources"] and set(rule["verbs"]) != {"create"}:
+        if "leases" in rule["resources"] and variant == "sharded":
+            assert namespace == "gitmesh"
+        elif "leases" in rule["resources"] and set(rule["verbs"]) != {"create"}:
             assert rule.get("resourceNames") == ["gitmesh"]
         if "configmaps" in rule["resources"] and set(rule["verbs"]) != {"create"}:
             assert rule.get("resourceNames") == ["gitmesh-inventory"]
@@ -123,6 +130,30 @@ def test_rbac_grants_exactly_what_a_run_uses(world: World, tmp_path: Path) -> No
     }
 
 
+def test_rbac_grants_exactly_what_a_sharded_run_uses(world: World, tmp_path: Path) -> None:
+    """Sharded, the verbs sent to central are exactly those overlays/sharded grants: the
+    member Leases in gitmesh's namespace instead of the leader Lease."""
+    sandbox.ensure_namespace(world.server, "central", "gitmesh")
+    world.server.reset_counts()
+    with started_runner(
+        world, tmp_path / "c", identity="shard-check", shard=True, lease_namespace="gitmesh"
+    ) as runner:
+        sandbox.add_istio_pod(world.server, "central", "istio-pilot", 9)
+        time.sleep(1.0)
+        world.repo.commit({"remotes/remote-eu.yaml": None}, "remote-eu leaves")
+        runner.poll()
+    used = {
+        (verb, resource)
+        for (cluster, verb, resource, code), n in world.server.requests.items()
+        if cluster == "central" and resource != "discovery"
+    }
+    granted = _granted(build("sharded"))
+    assert used == granted, {
+        "used, not granted": used - granted,
+        "granted, not used": granted - used,
+    }
+
+
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_pods_run_locked_down(variant: str) -> None:
     """Non-root, read-only root filesystem, no capabilities, requests and limits."""
@@ -143,7 +174,7 @@ def test_pods_run_locked_down(variant: str) -> None:
             assert sc["capabilities"]["drop"] == ["ALL"]
             assert container["resources"]["requests"] and container["resources"]["limits"]
         if doc["kind"] == "Deployment":
-            assert spec["replicas"] == 2
+            assert spec["replicas"] == REPLICAS[variant]
             c = pod["containers"][0]
             assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
             assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
@@ -263,3 +294,26 @@ def test_least_privilege_is_enforced(
     assert cli.main(["reconcile", "--once", *args]) == 1
     status = world.status()["status/remote-eu.yaml"]
     assert 'cannot list resource "pods"' in status["message"], status
+
+
+@pytest.mark.kube_apiserver_only  # localkube authorizes anything
+def test_a_sharded_replica_runs_on_its_rbac(world: World, procs: list[Proc]) -> None:
+    """On a real apiserver: overlays/sharded's ServiceAccount can join the shard group,
+    reconcile, and leave (deleting its member Lease)."""
+    _apply(world, build("sharded"))
+    kubeconfig = _service_account_kubeconfig(world)
+    proc = Proc(
+        world,
+        "shard-rbac",
+        "--central-kubeconfig",
+        str(kubeconfig),
+        "--shard",
+        "--lease-namespace",
+        "gitmesh",
+    )
+    procs.append(proc)
+    wait_for(lambda: world.status_commits() >= 1, timeout=60, what="a status commit")
+    assert proc.stop() == 0
+    assert proc.said("joined the shard group") and proc.said("left the shard group")
+    assert "forbidden" not in proc.log.read_text().lower()
+    assert world.names("central", "leases", "gitmesh", group="coordination.k8s.io") == []
