@@ -34,6 +34,7 @@ from gitmesh.resources import Resource
 Obj = dict[str, Any]
 CONNECT_TIMEOUT = 10.0
 USER_AGENT = f"gitmesh/{__version__}"
+POOL_SIZE = 16
 JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
 
@@ -136,6 +137,9 @@ class Cluster:
                 f"{errors.cut(errors.scrub(str(e)), 160)}"
             ) from None
         config.retries = False  # retries are ours, counted and bounded
+        # A remote's reads go out at once (gitmesh.reconcile.observe_remote): keep a
+        # connection for each, rather than the default of five per core.
+        config.connection_pool_maxsize = POOL_SIZE
         self.api = kubernetes.client.ApiClient(config)
         # What audit logs attribute the requests to (kubectl sends kubectl/<version>).
         self.api.user_agent = user_agent or USER_AGENT

@@ -29,7 +29,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Executor, ThreadPoolExecutor, as_completed, wait
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from functools import partial
@@ -288,25 +288,41 @@ def _served_webhook(remote: Cluster) -> Resource:
     )
 
 
-def observe_remote(remote: Cluster, name: str) -> _Observed:
-    """Everything gitmesh manages on the remote: one LIST per kind, plus namespaces."""
+def observe_remote(remote: Cluster, name: str, reads: Executor | None = None) -> _Observed:
+    """Everything gitmesh manages on the remote: one LIST per kind, plus namespaces; all
+    at once when given an executor (a far remote costs one round trip, not twelve)."""
     by_component: dict[str, list[Obj]] = {}
     selector = resources.owner_selector(name)
     kinds = dict(resources.BY_KIND)
-    for res in resources.MANAGED:
+
+    def managed(res: Resource) -> list[Obj]:
         try:
-            listed = remote.list(res, label_selector=selector)[0]
+            return remote.list(res, label_selector=selector)[0]
         except errors.NotFound:
             if res != resources.WEBHOOK:
                 raise
             older = kinds[res.kind] = _served_webhook(remote)
-            listed = remote.list(older, label_selector=selector)[0]
-        for obj in listed:
+            return remote.list(older, label_selector=selector)[0]
+
+    def every_namespace() -> list[Obj]:
+        return remote.list(resources.NAMESPACE)[0]
+
+    if reads is None:
+        listed = [managed(res) for res in resources.MANAGED]
+        namespaces = every_namespace()
+    else:
+        futures = [reads.submit(managed, res) for res in resources.MANAGED]
+        pending = reads.submit(every_namespace)
+        # Every read ends (each has the remote's deadline) before the first error is raised.
+        wait([*futures, pending])
+        listed = [f.result() for f in futures]
+        namespaces = pending.result()
+    for res, objs in zip(resources.MANAGED, listed, strict=True):
+        for obj in objs:
             labels = obj["metadata"].get("labels") or {}
             if res.kind == "EndpointSlice" and labels.get(resources.SLICE_MANAGED_BY) != "gitmesh":
                 continue  # a controller's mirror of gitmesh's Endpoints, carrying its labels
             by_component.setdefault(labels.get(resources.COMPONENT, ""), []).append(obj)
-    namespaces, _ = remote.list(resources.NAMESPACE)
     return _Observed(by_component, namespaces, kinds)
 
 
@@ -482,6 +498,7 @@ def reconcile_remote(
     settings: Settings,
     revision: str,
     interrupted: Callable[[], str | None] | None = None,
+    reads: Executor | None = None,
 ) -> RemoteResult:
     """Make one remote match its spec; never raises (failures become the report).
     `interrupted()`, asked before each component, says why to stop there (or None)."""
@@ -497,7 +514,7 @@ def reconcile_remote(
         with _connected(connect, name, config, settings) as remote:
             if secret is not None and not (settings.plan_only or settings.dry_run):
                 secret = _renewed(name, remote, config, central, secret)
-            observed = observe_remote(remote, name)
+            observed = observe_remote(remote, name, reads)
             rendered = render.remote(
                 spec,
                 mesh,
@@ -912,6 +929,11 @@ def run_pass(
     gone = sorted(known - set(repo.remotes) - set(repo.invalid))
     _check_mass_prune(gone, known, mesh, settings)
     gone = [name for name in gone if mine(name)]
+    # A remote's reads go out at once: threads enough for every remote in flight.
+    reads = ThreadPoolExecutor(
+        max_workers=max(1, settings.concurrency) * (len(resources.MANAGED) + 1),
+        thread_name_prefix="read",
+    )
     jobs: dict[str, Callable[[], RemoteResult]] = {
         name: partial(
             reconcile_remote,
@@ -924,6 +946,7 @@ def run_pass(
             settings=settings,
             revision=revision,
             interrupted=partial(_interruption, name, stop, owns),
+            reads=reads,
         )
         for name, spec in sorted(chosen.items())
     }
@@ -931,9 +954,10 @@ def run_pass(
         jobs[name] = partial(
             prune_remote, name, central, connect, settings, namespace, mesh_namespace=mesh.namespace
         )
-    results.update(
-        _each_remote(jobs, settings=settings, guard=guard, prefix="remote", progress=progress)
-    )
+    with reads:
+        results.update(
+            _each_remote(jobs, settings=settings, guard=guard, prefix="remote", progress=progress)
+        )
     removed = [name for name in gone if results[name].report.state == "Removed"]
     if writes and removed:
         try:

@@ -78,8 +78,7 @@ def test_a_silent_remote_fails_alone_within_the_deadline(world: World) -> None:
 @pytest.mark.localkube_only
 def test_the_remote_deadline_bounds_all_of_a_remotes_work(world: World) -> None:
     """`--remote-timeout` caps a remote's whole share of the pass, however many requests
-    it would still make."""
-    world.reconcile()
+    it would still make (a first pass: its reads go out at once, its writes in turn)."""
     world.server.inject(cluster=EU, latency=0.4, count=None)
     started = time.monotonic()
     code = world.reconcile("--remote-timeout", "1s", "--request-timeout", "30s")
