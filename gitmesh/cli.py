@@ -277,8 +277,9 @@ def add_cluster_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--concurrency",
         type=_positive_int,
-        default=_env("CONCURRENCY") or "8",
-        help="remotes reconciled in parallel (default: 8)",
+        default=_env("CONCURRENCY") or "32",  # reconcile.DEFAULT_CONCURRENCY, not imported
+        help="remotes reconciled in parallel, each with its reads at once (default: 32, "
+        "for remotes a WAN away: the work is in waiting)",
     )
     g.add_argument(
         "--request-timeout",

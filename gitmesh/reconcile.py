@@ -57,13 +57,17 @@ from gitmesh.statusfiles import ComponentReport, PassReport, RemoteReport
 
 Obj = dict[str, Any]
 Connect = Callable[[str, Mapping[str, Any]], Cluster]
+# Remotes in flight at once. A far remote's pass is mostly waiting (a round trip for its
+# reads, one per write), so more remotes than cores; the thread count is bounded by it
+# (x12 for the reads).
+DEFAULT_CONCURRENCY = 32
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
     """How a pass behaves (built by the CLI from flags and environment)."""
 
-    concurrency: int = 8
+    concurrency: int = DEFAULT_CONCURRENCY
     plan_only: bool = False  # plan, write nothing (gitmesh plan)
     dry_run: bool = False  # send every write with the server's dryRun
     allow_exec: bool = False

@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         for name in names:
             seconds = named.get(name, everywhere[-1] if everywhere and name != names[0] else 0)
             if seconds:
-                server.inject(cluster=name, latency=seconds, count=None)
+                server.set_latency(name, seconds)
         server.write_kubeconfig(args.kubeconfig)
         print(
             f"localkube serving {', '.join(names)} on 127.0.0.1:{server.port}; "

@@ -93,6 +93,7 @@ class _Cluster:
     pod_ips: Any = None
     workload_delay: float | None = None
     timers: list[threading.Timer] = field(default_factory=list)
+    latency: float = 0.0  # every request waits this long first (a far cluster)
 
 
 class Server:
@@ -297,6 +298,11 @@ class Server:
                 self._access_log.close()
             self._access_log = path.open("a", encoding="utf-8") if path else None
 
+    def set_latency(self, cluster: str, seconds: float) -> None:
+        """Answer every request to `cluster` `seconds` late: a cluster across a WAN. (A
+        latency `Fault` does the same, but faults are matched in turn, one by one.)"""
+        self.clusters[cluster].latency = seconds
+
     def clear_faults(self) -> None:
         """Remove every fault."""
         with self._lock:
@@ -305,6 +311,11 @@ class Server:
     def apply_faults(self, handler: _Handler, cluster: str, verb: str, resource: str) -> None:
         """Called by the handler before serving a request. Each matching fault draws in
         turn (so five faults of 2% fail about 10% of requests); the first that fires acts."""
+        known = self.clusters.get(cluster)
+        if known is not None and known.latency:
+            time.sleep(known.latency)
+        if not self.faults:
+            return
         with self._lock:
             fault = next(
                 (

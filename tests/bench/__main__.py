@@ -25,6 +25,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from typing import Any
 import kubernetes
 import yaml
 
-from gitmesh import reconcile, render, sandbox, specs, statusfiles
+from gitmesh import durations, reconcile, render, sandbox, specs, statusfiles
 from gitmesh.cluster import Cluster
 from gitmesh.gitrepo import Bare, Cache
 from gitmesh.localkube import Server
@@ -51,7 +52,14 @@ CACERTS = dict.fromkeys(("ca-cert.pem", "ca-key.pem", "root-cert.pem", "cert-cha
 class Emulator:
     """tests.bench.emulator in a subprocess, and its access log."""
 
-    def __init__(self, remotes: int, workdir: Path, backend: str = "localkube") -> None:
+    def __init__(
+        self,
+        remotes: int,
+        workdir: Path,
+        backend: str = "localkube",
+        latency: float = 0.0,
+        prefix: str = "remote",
+    ) -> None:
         self.dir = workdir
         self.backend = backend
         self.proc = subprocess.Popen(
@@ -65,6 +73,10 @@ class Emulator:
                 str(workdir),
                 "--backend",
                 backend,
+                "--latency",
+                str(latency),
+                "--prefix",
+                prefix,
             ],
             stdout=subprocess.PIPE,
             text=True,
@@ -94,8 +106,14 @@ class Emulator:
 
 
 @contextmanager
-def emulator(remotes: int, workdir: Path, backend: str = "localkube") -> Iterator[Emulator]:
-    emu = Emulator(remotes, workdir, backend)
+def emulator(
+    remotes: int,
+    workdir: Path,
+    backend: str = "localkube",
+    latency: float = 0.0,
+    prefix: str = "remote",
+) -> Iterator[Emulator]:
+    emu = Emulator(remotes, workdir, backend, latency, prefix)
     try:
         yield emu
     finally:
@@ -144,7 +162,7 @@ def per_remote(lines: list[dict[str, Any]], remotes: set[str]) -> dict[str, floa
     return {verb: round(c / n, 2) for verb, c in sorted(counts.items())}
 
 
-def gitmesh_reconcile(emu: Emulator, repo: Bare, cache: Path) -> list[str]:
+def gitmesh_reconcile(emu: Emulator, repo: Bare, cache: Path, concurrency: int = 8) -> list[str]:
     return [
         "gitmesh",
         "reconcile",
@@ -156,7 +174,7 @@ def gitmesh_reconcile(emu: Emulator, repo: Bare, cache: Path) -> list[str]:
         "--central-kubeconfig",
         str(emu.dir / "central.kubeconfig"),
         "--concurrency",
-        "8",
+        str(concurrency),
         "--log-level",
         "warning",
     ]
@@ -359,6 +377,130 @@ def bench_kubectl(size: int, tmp: Path) -> dict[str, Any]:
     return result
 
 
+def _row(
+    case: str,
+    tool: str,
+    phase: str,
+    *,
+    remotes: int,
+    latency: float,
+    measured: tuple[float, float, float],
+    requests: int,
+) -> dict[str, Any]:
+    wall, cpu, rss = measured
+    return {
+        "case": case,
+        "tool": tool,
+        "phase": phase,
+        "remotes": remotes,
+        "latency_ms": round(latency * 1000),
+        "wall_s": round(wall, 2),
+        "cpu_s": round(cpu, 2),
+        "cpu_ms_per_remote": round(1000 * cpu / remotes, 2),
+        "requests": requests,
+        "peak_rss_mib": round(rss, 1),
+    }
+
+
+def _gitmesh_phases(
+    case: str, emu: Emulator, names: list[str], work: Path, *, latency: float, concurrency: int
+) -> list[dict[str, Any]]:
+    repo = mesh_repo(work / f"{case}.git", names)
+    cmd = gitmesh_reconcile(emu, repo, work / f"{case}-cache", concurrency)
+    rows = []
+    for phase in ("initial", "noop"):
+        offset = emu.offset()
+        wall, cpu, rss, code = run_cli(cmd)
+        if code != 0:
+            raise RuntimeError(f"gitmesh reconcile exited {code} ({case}, {phase})")
+        requests = sum(1 for x in emu.since(offset) if x.get("agent", "").startswith("gitmesh"))
+        row = _row(
+            case,
+            "gitmesh",
+            phase,
+            remotes=len(names),
+            latency=latency,
+            measured=(wall, cpu, rss),
+            requests=requests,
+        )
+        rows.append(row)
+        print(f"  {case} gitmesh {phase}: {row['wall_s']} s, {row['cpu_ms_per_remote']} ms/remote")
+    return rows
+
+
+def _kubectl_phases(
+    emu: Emulator, names: list[str], work: Path, latency: float
+) -> list[dict[str, Any]]:
+    manifests = {}
+    for name, objs in desired_objects(emu, names).items():
+        path = work / f"{name}.yaml"
+        path.write_text(yaml.safe_dump_all(objs))
+        manifests[name] = path
+    env = {"KUBECONFIG": str(emu.dir / "all.kubeconfig")}
+    rows = []
+    half = len(names) // 2
+    # Each kubectl variant applies to remotes of its own, empty before its first pass.
+    for tool, parallel, mine in (
+        ("kubectl-seq", 1, names[:half]),
+        ("kubectl-par8", 8, names[half:]),
+    ):
+        env["KUBECACHEDIR"] = str(work / f"kubecache-{tool}")
+        for phase in ("initial", "noop"):
+            offset = emu.offset()
+            start = time.monotonic()
+            with ThreadPoolExecutor(parallel) as pool:
+                runs = list(
+                    pool.map(
+                        lambda item: run_cli(
+                            ["kubectl", "apply", "--validate=false", "--context", item[0],
+                             "-f", str(item[1])],
+                            env,
+                        ),
+                        [(n, manifests[n]) for n in mine],
+                    )
+                )  # fmt: skip
+            wall = time.monotonic() - start
+            if any(code != 0 for *_, code in runs):
+                raise RuntimeError(f"kubectl apply failed ({tool}, {phase})")
+            cpu = sum(r[1] for r in runs)
+            rss = max(r[2] for r in runs)
+            requests = sum(1 for x in emu.since(offset) if x["cluster"] in mine)
+            rows.append(
+                _row(
+                    "vs-kubectl",
+                    tool,
+                    phase,
+                    remotes=len(mine),
+                    latency=latency,
+                    measured=(wall, cpu, rss),
+                    requests=requests,
+                )
+            )
+            print(f"  vs-kubectl {tool} {phase}: {wall:.2f} s", flush=True)
+    return rows
+
+
+def bench_wan(
+    remotes: int, latency: float, kubectl_remotes: int, concurrency: int, tmp: Path
+) -> list[dict[str, Any]]:
+    """gitmesh over `remotes` far remotes (`latency` per request on each, none on
+    central); then gitmesh, sequential kubectl and 8-parallel kubectl side by side over
+    `kubectl_remotes` of them (kubectl over 1000 far remotes would take hours)."""
+    work = tmp / f"wan-{remotes}-{round(latency * 1000)}"
+    k = kubectl_remotes
+    fleet, vs = remote_names(remotes), remote_names(3 * k, "vs")
+    with emulator(remotes, work / "fleet", latency=latency) as emu:
+        rows = _gitmesh_phases("fleet", emu, fleet, work, latency=latency, concurrency=concurrency)
+    if k:
+        # Clusters of their own: the fleet's inventory would make these a mass prune.
+        with emulator(len(vs), work / "vs", latency=latency, prefix="vs") as emu:
+            rows += _gitmesh_phases(
+                "vs-kubectl", emu, vs[:k], work, latency=latency, concurrency=concurrency
+            )
+            rows += _kubectl_phases(emu, vs[k:], work, latency)
+    return rows
+
+
 def bench_git(size: int, tmp: Path) -> dict[str, Any]:
     work = tmp / "git"
     names = remote_names(size)
@@ -444,7 +586,71 @@ def bench_localkube_list(objects: int) -> dict[str, Any]:
     }
 
 
+def _wan(r: dict[str, Any], case: str, tool: str, phase: str, latency: int) -> list[Any]:
+    return [
+        w
+        for w in r.get("wan", [])
+        if (w["case"], w["tool"], w["phase"], w["latency_ms"]) == (case, tool, phase, latency)
+    ]
+
+
+def _speedups(rows: list[dict[str, Any]]) -> list[tuple[int, str, float]]:
+    """(latency, phase, kubectl-par8 wall / gitmesh wall) over the same number of remotes."""
+    out = []
+    for latency in sorted({w["latency_ms"] for w in rows}):
+        for phase in ("initial", "noop"):
+            found = {
+                w["tool"]: w
+                for w in rows
+                if (w["case"], w["phase"], w["latency_ms"]) == ("vs-kubectl", phase, latency)
+            }
+            if "gitmesh" in found and "kubectl-par8" in found:
+                ratio = found["kubectl-par8"]["wall_s"] / max(found["gitmesh"]["wall_s"], 0.01)
+                out.append((latency, phase, round(ratio, 1)))
+    return out
+
+
+def _fleet_goal(phase: str, check: Any) -> Any:
+    def goal(r: dict[str, Any]) -> bool | None:
+        rows = [w for w in _wan(r, "fleet", "gitmesh", phase, 50) if w["remotes"] == 1000]
+        return check(rows[0]) if rows else None
+
+    return goal
+
+
 GOALS = [
+    (
+        "WAN (50 ms per remote request): 1000-remote no-op pass under 10 s",
+        _fleet_goal("noop", lambda w: w["wall_s"] < 10),
+    ),
+    (
+        "WAN (50 ms per remote request): 1000-remote first pass under 30 s",
+        _fleet_goal("initial", lambda w: w["wall_s"] < 30),
+    ),
+    (
+        "no-op pass: at most 6 ms of gitmesh CPU per remote (1000 remotes)",
+        _fleet_goal("noop", lambda w: w["cpu_ms_per_remote"] <= 6),
+    ),
+    (
+        "peak RSS under 300 MiB at 1000 remotes, both passes",
+        lambda r: (
+            all(
+                w["peak_rss_mib"] < 300
+                for w in r.get("wan", [])
+                if w["tool"] == "gitmesh" and w["remotes"] == 1000
+            )
+            if any(w["remotes"] == 1000 for w in r.get("wan", []))
+            else None
+        ),
+    ),
+    (
+        "at least 5x faster than 8-parallel kubectl apply, both passes, at 50 ms",
+        lambda r: (
+            all(ratio >= 5 for latency, _, ratio in _speedups(r["wan"]) if latency == 50)
+            if any(latency == 50 for latency, _, _ in _speedups(r.get("wan", [])))
+            else None
+        ),
+    ),
     (
         "no-op pass: at most one LIST per managed kind per remote (10) and no writes",
         lambda r: (
@@ -546,6 +752,20 @@ def table(results: dict[str, Any]) -> str:
             f"\nlocalkube: labelled LIST of {lk['matched']} out of {lk['objects']} "
             f"objects: median {lk['median_ms']} ms, p95 {lk['p95_ms']} ms"
         )
+    if "wan" in results:
+        out.append(
+            "\n| case | tool | pass | remotes | latency | wall | CPU | CPU ms/remote | "
+            "requests | peak RSS |"
+        )
+        out.append("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
+        for w in results["wan"]:
+            out.append(
+                f"| {w['case']} | {w['tool']} | {w['phase']} | {w['remotes']} | "
+                f"{w['latency_ms']} ms | {w['wall_s']} s | {w['cpu_s']} s | "
+                f"{w['cpu_ms_per_remote']} | {w['requests']} | {w['peak_rss_mib']:.0f} MiB |"
+            )
+        for latency, phase, ratio in _speedups(results["wan"]):
+            out.append(f"- {latency} ms, {phase}: gitmesh {ratio}x faster than 8-parallel kubectl")
     out.append("\nGoals:")
     for text, check in GOALS:
         verdict = check(results)
@@ -561,7 +781,23 @@ def main() -> int:
     p.add_argument("--endpoint-samples", type=int, default=30)
     p.add_argument("--kubectl-remotes", type=int, default=20)
     p.add_argument("--git-remotes", type=int, default=1000)
-    p.add_argument("--only", default="passes,endpoints,kubectl,git,localkube")
+    p.add_argument(
+        "--only",
+        default="passes,endpoints,kubectl,git,localkube",
+        help="any of passes,endpoints,kubectl,git,localkube,wan (wan: far remotes)",
+    )
+    p.add_argument("--remotes", type=int, default=1000, help="wan: how many remotes")
+    p.add_argument(
+        "--latency",
+        default="50ms",
+        help="wan: the time each remote takes to answer, as 50ms or 0s; several as 0s,50ms",
+    )
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=reconcile.Settings().concurrency,
+        help="wan: gitmesh --concurrency (default: gitmesh's own default)",
+    )
     p.add_argument("--json", type=Path, default=Path("bench-results.json"))
     p.add_argument(
         "--backend",
@@ -589,6 +825,18 @@ def main() -> int:
                 args.endpoint_remotes, args.endpoint_samples, tmp
             )
             print("  endpoints done", flush=True)
+        if "wan" in only:
+            results["wan"] = [
+                row
+                for latency in args.latency.split(",")
+                for row in bench_wan(
+                    args.remotes,
+                    durations.parse(latency),
+                    args.kubectl_remotes,
+                    args.concurrency,
+                    tmp,
+                )
+            ]
         if "passes" in only:
             sizes = [int(s) for s in args.sizes.split(",")]
             results["passes"] = [

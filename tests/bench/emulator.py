@@ -30,6 +30,7 @@ def main() -> int:
     p.add_argument("--prefix", default="remote")
     p.add_argument("--pods", type=int, default=2, help="pods per central Istio service")
     p.add_argument("--backend", choices=["localkube", "kube-apiserver"], default="localkube")
+    p.add_argument("--latency", type=float, default=0.0, help="seconds per remote request")
     args = p.parse_args()
     args.dir.mkdir(parents=True, exist_ok=True)
     remotes = remote_names(args.remotes, args.prefix)
@@ -44,6 +45,11 @@ def main() -> int:
     )
     with server:
         sandbox.start(server, remotes=remotes, pods_per_service=args.pods)
+        if args.latency:
+            if not isinstance(server, Server):
+                raise SystemExit("--latency needs the localkube backend")
+            for name in remotes:  # after seeding: the WAN is between gitmesh and remotes
+                server.set_latency(name, args.latency)
         server.reset_counts()
         server.write_kubeconfig(args.dir / "central.kubeconfig", "central")
         server.write_kubeconfig(args.dir / "all.kubeconfig")

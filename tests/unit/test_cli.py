@@ -156,3 +156,12 @@ def test_logs_are_text_on_a_terminal_and_json_otherwise() -> None:
         os.close(leader)
         os.close(follower)
     assert on_tty.stdout.strip() == "text"
+
+
+def test_the_flag_default_concurrency_is_the_library_default() -> None:
+    """The parser does not import gitmesh.reconcile (startup time) and says the number
+    itself: the two must agree."""
+    from gitmesh import reconcile
+
+    args = cli.build_parser().parse_args(["reconcile", "--once", "--repo", "x"])
+    assert args.concurrency == reconcile.DEFAULT_CONCURRENCY == reconcile.Settings().concurrency
