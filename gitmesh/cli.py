@@ -239,6 +239,11 @@ def _latency(text: str) -> tuple[str | None, float]:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def _workers(text: str) -> int | None:
+    """`auto` (None: decided by the pass's size) or a count of processes."""
+    return None if text == "auto" else _positive_int(text)
+
+
 def _positive_int(text: str) -> int:
     """An argparse type for counts of at least 1."""
     try:
@@ -423,6 +428,29 @@ def _pass(
         return None
     branch = StatusBranch(source.cache, status_branch_name(args, repo))
     central = _central(args)
+    workers = getattr(args, "workers", 1)
+    if workers is None:
+        from gitmesh import workers as pool
+
+        workers = pool.default(len(repo.remotes))
+    if workers > 1:
+        from gitmesh import workers as pool
+
+        result = pool.run_pass(
+            repo,
+            snapshot.commit,
+            pool.Central(
+                central_kubeconfig(args.central_kubeconfig),
+                args.central_context,
+                args.request_timeout,
+            ),
+            workers=workers,
+            settings=settings,
+            known=_known(branch),
+            log_format=args.log_format,
+            log_level=args.log_level,
+        )
+        return result, branch, central
     result = reconcile.run_pass(
         repo,
         snapshot.commit,
@@ -853,6 +881,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_source_flags(p)
     add_cluster_flags(p)
     p.add_argument("--once", action="store_true", help="one pass, then exit (0: all Available)")
+    p.add_argument(
+        "--workers",
+        type=_workers,
+        default=_env("WORKERS") or "auto",
+        metavar="N|auto",
+        help="processes sharing the pass's remotes (default: auto, the usable cores when "
+        "the pass has 200 remotes or more, else 1)",
+    )
     p.add_argument(
         "--dry-run",
         action="store_true",

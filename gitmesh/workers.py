@@ -1,0 +1,125 @@
+"""One pass spread over processes (`reconcile --once --workers N`).
+
+A pass is bound by one interpreter's lock once its remotes' round trips overlap: the HTTP
+client, JSON and the owned-field diff are Python. Worker processes (spawned: the parent has
+threads) each run `reconcile.run_pass` over the remotes rendezvous hashing gives them, the
+way replicas of `gitmesh run --shard` share remotes (`gitmesh.shards.owner`), with a
+connection of their own to central; the parent merges their results into one PassResult
+and commits the status once. Every worker sees the same repository, inventory and status,
+so all of them refuse a mass prune alike, before anything is applied.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+from gitmesh import logs, meshrepo, reconcile, shards
+from gitmesh.cluster import Cluster
+from gitmesh.statusfiles import PassReport
+
+# Below this many remotes a process's start (its imports, about a second of CPU) costs
+# more than it saves.
+AUTO_THRESHOLD = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Central:
+    """How a worker reaches the central cluster (a Cluster does not cross processes)."""
+
+    kubeconfig: Path | None  # None: in-cluster
+    context: str | None
+    timeout: float
+    user_agent: str | None = None
+
+
+def default(remotes: int) -> int:
+    """`--workers auto`: the usable cores, for a pass large enough to pay for them."""
+    if remotes < AUTO_THRESHOLD:
+        return 1
+    return max(1, len(os.sched_getaffinity(0)))
+
+
+def run_pass(
+    repo: meshrepo.Repo,
+    revision: str,
+    central: Central,
+    *,
+    workers: int,
+    settings: reconcile.Settings,
+    known: list[str],
+    log_format: str,
+    log_level: str,
+) -> reconcile.PassResult:
+    """`reconcile.run_pass` over `workers` processes, merged."""
+    members = [f"worker-{i}" for i in range(workers)]
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        futures = [
+            pool.submit(
+                _work,
+                repo,
+                revision,
+                central,
+                settings=settings,
+                known=known,
+                owns=partial(_owned, tuple(members), member),
+                log=(log_format, log_level),
+            )
+            for member in members
+        ]
+        results = [f.result() for f in futures]
+    return merge(revision, results)
+
+
+def _owned(members: tuple[str, ...], member: str, name: str) -> bool:
+    return shards.owner(name, members) == member
+
+
+def _work(
+    repo: meshrepo.Repo,
+    revision: str,
+    central: Central,
+    *,
+    settings: reconcile.Settings,
+    known: list[str],
+    owns: partial[bool],
+    log: tuple[str, str],
+) -> reconcile.PassResult:
+    logs.setup(fmt=log[0], level=log[1])
+    with Cluster(
+        "central",
+        central.kubeconfig,
+        context=central.context,
+        timeout=central.timeout,
+        user_agent=central.user_agent,
+    ) as cluster:
+        return reconcile.run_pass(
+            repo,
+            revision,
+            cluster,
+            connect=reconcile.default_connect,
+            settings=settings,
+            known=known,
+            owns=owns,
+        )
+
+
+def merge(revision: str, results: list[reconcile.PassResult]) -> reconcile.PassResult:
+    """The workers' results as one pass: each remote was in exactly one of them."""
+    remotes = {n: r for result in results for n, r in result.remotes.items()}
+    removed = tuple(sorted(n for result in results for n in result.report.removed))
+    return reconcile.PassResult(
+        PassReport(
+            revision,
+            {n: r for result in results for n, r in result.report.remotes.items()},
+            removed=removed,
+            pruned={n: k for result in results for n, k in result.report.pruned.items()},
+        ),
+        remotes,
+        central=next((r.central for r in results if r.central is not None), None),
+    )
