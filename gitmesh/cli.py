@@ -881,7 +881,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_source_flags(p)
     add_cluster_flags(p)
     p.add_argument("--once", action="store_true", help="one pass, then exit (0: all Available)")
-    p.add_argument(
+    p.add_argument_group("the pass (each flag also from GITMESH_<FLAG>)").add_argument(
         "--workers",
         type=_workers,
         default=_env("WORKERS") or "auto",
