@@ -132,9 +132,10 @@ def mesh_repo(path: Path, names: list[str]) -> Bare:
 def run_cli(args: list[str], env: dict[str, str] | None = None) -> tuple[float, float, float, int]:
     """Run a command; (wall seconds, CPU seconds, peak RSS in MiB, exit code).
 
-    The child is started with posix_spawn and measured with wait4: a forked child's
-    ru_maxrss starts from its parent's peak (a 400 MiB bench made a trivial child report
-    411 MiB), a spawned one's from its own."""
+    CPU comes from wait4. Peak RSS is the child's own VmHWM, read from /proc while it
+    runs: wait4's ru_maxrss is not the child's alone (posix_spawn's child shares the
+    parent's memory until it execs, and a forked one starts from the parent's peak: a
+    160 MiB bench made kubectl report 162 MiB)."""
     start = time.monotonic()
     path = shutil.which(args[0]) or args[0]
     devnull = os.open(os.devnull, os.O_WRONLY)
@@ -150,10 +151,27 @@ def run_cli(args: list[str], env: dict[str, str] | None = None) -> tuple[float, 
         )
     finally:
         os.close(devnull)
-    _, status, usage = os.wait4(pid, 0)
+    peak_kib = 0
+    while True:
+        done, status, usage = os.wait4(pid, os.WNOHANG)
+        if done:
+            break
+        peak_kib = max(peak_kib, _hwm_kib(pid))
+        time.sleep(0.01)
     seconds = time.monotonic() - start
     cpu = usage.ru_utime + usage.ru_stime
-    return seconds, cpu, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status)
+    return seconds, cpu, peak_kib / 1024, os.waitstatus_to_exitcode(status)
+
+
+def _hwm_kib(pid: int) -> int:
+    """The process's peak resident set (VmHWM), 0 once it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
 
 
 def per_remote(lines: list[dict[str, Any]], remotes: set[str]) -> dict[str, float]:
