@@ -3,6 +3,8 @@ desired objects, and the metadata gitmesh puts on everything it makes. Pure."""
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,8 +23,14 @@ _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
 def dump_yaml(data: Any, *, width: int = 80) -> str:
-    """Deterministic YAML text for config map values."""
-    text: str = yaml.dump(data, Dumper=_Dumper, sort_keys=True, width=width)
+    """Deterministic YAML text for config map values. Most remotes share their values: each
+    distinct one is dumped once (JSON, in C, is the key)."""
+    return _dump_yaml(json.dumps(data, sort_keys=True), width)
+
+
+@functools.lru_cache(maxsize=256)
+def _dump_yaml(key: str, width: int) -> str:
+    text: str = yaml.dump(json.loads(key), Dumper=_Dumper, sort_keys=True, width=width)
     return text
 
 
