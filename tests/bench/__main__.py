@@ -132,10 +132,11 @@ def mesh_repo(path: Path, names: list[str]) -> Bare:
 def run_cli(args: list[str], env: dict[str, str] | None = None) -> tuple[float, float, float, int]:
     """Run a command; (wall seconds, CPU seconds, peak RSS in MiB, exit code).
 
-    CPU comes from wait4. Peak RSS is the child's own VmHWM, read from /proc while it
-    runs: wait4's ru_maxrss is not the child's alone (posix_spawn's child shares the
-    parent's memory until it execs, and a forked one starts from the parent's peak: a
-    160 MiB bench made kubectl report 162 MiB)."""
+    CPU comes from wait4 (its children's included, once reaped). Peak RSS is the sum of
+    the process's and its children's own VmHWM (an upper bound of their peak together),
+    read from /proc while it runs: wait4's ru_maxrss is not the child's alone
+    (posix_spawn's child shares the parent's memory until it execs, and a forked one
+    starts from the parent's peak: a 160 MiB bench made kubectl report 162 MiB)."""
     start = time.monotonic()
     path = shutil.which(args[0]) or args[0]
     devnull = os.open(os.devnull, os.O_WRONLY)
@@ -151,16 +152,26 @@ def run_cli(args: list[str], env: dict[str, str] | None = None) -> tuple[float, 
         )
     finally:
         os.close(devnull)
-    peak_kib = 0
+    peaks: dict[int, int] = {}  # the process and its children (gitmesh --workers)
     while True:
         done, status, usage = os.wait4(pid, os.WNOHANG)
         if done:
             break
-        peak_kib = max(peak_kib, _hwm_kib(pid))
+        for proc in (pid, *_children(pid)):
+            peaks[proc] = max(peaks.get(proc, 0), _hwm_kib(proc))
         time.sleep(0.01)
     seconds = time.monotonic() - start
+    # wait4 counts the CPU of the children it reaped (a pool's workers are reaped by it).
     cpu = usage.ru_utime + usage.ru_stime
-    return seconds, cpu, peak_kib / 1024, os.waitstatus_to_exitcode(status)
+    return seconds, cpu, sum(peaks.values()) / 1024, os.waitstatus_to_exitcode(status)
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+        return [int(c) for t in tasks for c in (t / "children").read_text().split()]
+    except (OSError, ValueError):
+        return []
 
 
 def _hwm_kib(pid: int) -> int:
