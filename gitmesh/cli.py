@@ -239,11 +239,6 @@ def _latency(text: str) -> tuple[str | None, float]:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def _workers(text: str) -> int | None:
-    """`auto` (None: decided by the pass's size) or a count of processes."""
-    return None if text == "auto" else _positive_int(text)
-
-
 def _positive_int(text: str) -> int:
     """An argparse type for counts of at least 1."""
     try:
@@ -428,11 +423,7 @@ def _pass(
         return None
     branch = StatusBranch(source.cache, status_branch_name(args, repo))
     central = _central(args)
-    workers = getattr(args, "workers", 1)
-    if workers is None:
-        from gitmesh import workers as pool
-
-        workers = pool.default(len(repo.remotes))
+    workers = getattr(args, "workers", 1)  # gitmesh plan has no --workers
     if workers > 1:
         from gitmesh import workers as pool
 
@@ -883,11 +874,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--once", action="store_true", help="one pass, then exit (0: all Available)")
     p.add_argument_group("the pass (each flag also from GITMESH_<FLAG>)").add_argument(
         "--workers",
-        type=_workers,
-        default=_env("WORKERS") or "auto",
-        metavar="N|auto",
-        help="processes sharing the pass's remotes (default: auto, the usable cores when "
-        "the pass has 200 remotes or more, else 1)",
+        type=_positive_int,
+        default=_env("WORKERS") or "1",
+        help="processes sharing the pass's remotes, for CPU-bound passes over many remotes; "
+        "each costs about 100 MiB (default: 1)",
     )
     p.add_argument(
         "--dry-run",

@@ -12,7 +12,6 @@ so all of them refuse a mass prune alike, before anything is applied.
 from __future__ import annotations
 
 import multiprocessing
-import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -21,10 +20,6 @@ from pathlib import Path
 from gitmesh import logs, meshrepo, reconcile, shards
 from gitmesh.cluster import Cluster
 from gitmesh.statusfiles import PassReport
-
-# Below this many remotes a process's start (its imports, about a second of CPU) costs
-# more than it saves.
-AUTO_THRESHOLD = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,13 +30,6 @@ class Central:
     context: str | None
     timeout: float
     user_agent: str | None = None
-
-
-def default(remotes: int) -> int:
-    """`--workers auto`: the usable cores, for a pass large enough to pay for them."""
-    if remotes < AUTO_THRESHOLD:
-        return 1
-    return max(1, len(os.sched_getaffinity(0)))
 
 
 def run_pass(

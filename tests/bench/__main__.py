@@ -191,7 +191,9 @@ def per_remote(lines: list[dict[str, Any]], remotes: set[str]) -> dict[str, floa
     return {verb: round(c / n, 2) for verb, c in sorted(counts.items())}
 
 
-def gitmesh_reconcile(emu: Emulator, repo: Bare, cache: Path, concurrency: int = 8) -> list[str]:
+def gitmesh_reconcile(
+    emu: Emulator, repo: Bare, cache: Path, concurrency: int = 8, workers: int = 1
+) -> list[str]:
     return [
         "gitmesh",
         "reconcile",
@@ -204,6 +206,8 @@ def gitmesh_reconcile(emu: Emulator, repo: Bare, cache: Path, concurrency: int =
         str(emu.dir / "central.kubeconfig"),
         "--concurrency",
         str(concurrency),
+        "--workers",
+        str(workers),
         "--log-level",
         "warning",
     ]
@@ -432,10 +436,17 @@ def _row(
 
 
 def _gitmesh_phases(
-    case: str, emu: Emulator, names: list[str], work: Path, *, latency: float, concurrency: int
+    case: str,
+    emu: Emulator,
+    names: list[str],
+    work: Path,
+    *,
+    latency: float,
+    concurrency: int,
+    workers: int = 1,
 ) -> list[dict[str, Any]]:
     repo = mesh_repo(work / f"{case}.git", names)
-    cmd = gitmesh_reconcile(emu, repo, work / f"{case}-cache", concurrency)
+    cmd = gitmesh_reconcile(emu, repo, work / f"{case}-cache", concurrency, workers)
     rows = []
     for phase in ("initial", "noop"):
         offset = emu.offset()
@@ -510,16 +521,29 @@ def _kubectl_phases(
 
 
 def bench_wan(
-    remotes: int, latency: float, kubectl_remotes: int, concurrency: int, tmp: Path
+    remotes: int,
+    latency: float,
+    kubectl_remotes: int,
+    concurrency: int,
+    tmp: Path,
+    *,
+    workers: tuple[int, ...] = (1,),
 ) -> list[dict[str, Any]]:
     """gitmesh over `remotes` far remotes (`latency` per request on each, none on
-    central); then gitmesh, sequential kubectl and 8-parallel kubectl side by side over
-    `kubectl_remotes` of them (kubectl over 1000 far remotes would take hours)."""
+    central), once per worker count on clusters of their own (case `fleet`, or
+    `fleet-wN` with N workers); then gitmesh, sequential kubectl and 8-parallel kubectl
+    side by side over `kubectl_remotes` remotes each (kubectl over 1000 far remotes would
+    take hours)."""
     work = tmp / f"wan-{remotes}-{round(latency * 1000)}"
     k = kubectl_remotes
     fleet, vs = remote_names(remotes), remote_names(3 * k, "vs")
-    with emulator(remotes, work / "fleet", latency=latency) as emu:
-        rows = _gitmesh_phases("fleet", emu, fleet, work, latency=latency, concurrency=concurrency)
+    rows = []
+    for n in workers:
+        case = "fleet" if n == 1 else f"fleet-w{n}"
+        with emulator(remotes, work / case, latency=latency) as emu:
+            rows += _gitmesh_phases(
+                case, emu, fleet, work, latency=latency, concurrency=concurrency, workers=n
+            )
     if k:
         # Clusters of their own: the fleet's inventory would make these a mass prune.
         with emulator(len(vs), work / "vs", latency=latency, prefix="vs") as emu:
@@ -817,6 +841,9 @@ def main() -> int:
     )
     p.add_argument("--remotes", type=int, default=1000, help="wan: how many remotes")
     p.add_argument(
+        "--workers", default="1", help="wan: gitmesh --workers, one fleet run each, as 1,2"
+    )
+    p.add_argument(
         "--latency",
         default="50ms",
         help="wan: the time each remote takes to answer, as 50ms or 0s; several as 0s,50ms",
@@ -864,6 +891,7 @@ def main() -> int:
                     args.kubectl_remotes,
                     args.concurrency,
                     tmp,
+                    workers=tuple(int(n) for n in args.workers.split(",")),
                 )
             ]
         if "passes" in only:

@@ -68,7 +68,7 @@ def sample(action: argparse.Action) -> tuple[str, Any]:
         return "true", True
     if "_duration" in kind:
         return "7m", 420.0
-    if "_positive_int" in kind or "_workers" in kind:
+    if "_positive_int" in kind:
         return "3", 3
     if "_listen" in kind:
         return "127.0.0.1:1", ("127.0.0.1", 1)
