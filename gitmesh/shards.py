@@ -69,7 +69,13 @@ class Membership:
         self.namespace = namespace
         self.group = group
         self.identity = identity
-        self.lease_name = specs.dns_subdomain(f"{group}-{identity}")
+        try:
+            self.lease_name = specs.dns_subdomain(f"{group}-{identity}")
+        except ValueError:
+            raise errors.GitmeshError(
+                f"--lease-name {group!r} and --identity {identity!r} do not make a valid "
+                "Lease name (lowercase letters, digits, '-' and '.', at most 253)"
+            ) from None
         self.lease_duration = lease_duration
         self.retry_period = retry_period
         # client-go's renewDeadline is 2/3 of its leaseDuration by default.

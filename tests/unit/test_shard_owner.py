@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from collections import Counter
 
-from gitmesh.shards import owner
+import pytest
+
+from gitmesh.errors import GitmeshError
+from gitmesh.shards import Membership, owner
 
 REMOTES = [f"remote-{i:04d}" for i in range(1000)]
 
@@ -39,3 +42,9 @@ def test_a_leaving_member_gives_away_only_its_own() -> None:
     after = assignment(["a", "c"])
     moved = {r for r in REMOTES if before[r] != after[r]}
     assert moved == {r for r in REMOTES if before[r] == "b"}
+
+
+def test_an_identity_that_makes_no_lease_name_is_a_clear_error() -> None:
+    """Identities become Lease names (`<group>-<identity>`): refused before any request."""
+    with pytest.raises(GitmeshError, match="valid Lease name"):
+        Membership(None, namespace="ns", group="gitmesh", identity="Pod_A")  # type: ignore[arg-type]
