@@ -21,7 +21,8 @@ from gitmesh.cluster import Cluster
 Obj = dict[str, Any]
 
 
-def _micro_time() -> str:
+def micro_time() -> str:
+    """Now, as a Lease's MicroTime."""
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -105,7 +106,7 @@ class Elector:
             self._stop.wait(self.retry_period)
 
     def _spec(self, *, transitions: int, acquired: str | None = None) -> Obj:
-        now = _micro_time()
+        now = micro_time()
         return {
             "holderIdentity": self.identity,
             "leaseDurationSeconds": max(1, int(self.lease_duration)),
@@ -166,7 +167,7 @@ class Elector:
             spec = dict(lease.get("spec") or {})
             if spec.get("holderIdentity") != self.identity:
                 return
-            spec.update(holderIdentity="", leaseDurationSeconds=1, renewTime=_micro_time())
+            spec.update(holderIdentity="", leaseDurationSeconds=1, renewTime=micro_time())
             self.central.patch(
                 resources.LEASE,
                 self.namespace,

@@ -26,11 +26,11 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
 from typing import Any
 
 from gitmesh import errors, logs, resources, specs
 from gitmesh.cluster import Cluster
+from gitmesh.leader import micro_time
 
 GROUP_LABEL = "gitmesh.io/shard-group"
 GC_AFTER = 20  # lease durations a member's Lease stays after it expired
@@ -45,10 +45,6 @@ def owner(name: str, members: Iterable[str]) -> str | None:
         if best is None or (weight, member) > best:
             best = (weight, member)
     return best[1] if best else None
-
-
-def _micro_time() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class Membership:
@@ -222,7 +218,7 @@ class Membership:
         spec = {
             "holderIdentity": self.identity,
             "leaseDurationSeconds": max(1, int(self.lease_duration)),
-            "renewTime": _micro_time(),
+            "renewTime": micro_time(),
         }
         try:
             lease = self.central.get(resources.LEASE, self.namespace, self.lease_name)

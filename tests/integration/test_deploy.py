@@ -107,10 +107,16 @@ def _granted(docs: list[dict[str, Any]]) -> set[tuple[str, str]]:
     }
 
 
-def test_rbac_grants_exactly_what_a_run_uses(world: World, tmp_path: Path) -> None:
-    """The verbs gitmesh run sends to the central cluster are exactly those granted."""
+@pytest.mark.parametrize("variant", sorted(REPLICAS))
+def test_rbac_grants_exactly_what_a_run_uses(world: World, tmp_path: Path, variant: str) -> None:
+    """The verbs gitmesh run sends to the central cluster are exactly those granted;
+    sharded, the member Leases in gitmesh's namespace instead of the leader Lease."""
+    run: dict[str, Any] = (
+        {"shard": True, "lease_namespace": "gitmesh"} if variant == "sharded" else {}
+    )
+    sandbox.ensure_namespace(world.server, "central", "gitmesh")
     world.server.reset_counts()
-    with started_runner(world, tmp_path / "c", identity="rbac-check") as runner:
+    with started_runner(world, tmp_path / "c", identity="rbac-check", **run) as runner:
         sandbox.add_istio_pod(world.server, "central", "istio-pilot", 9)
         time.sleep(1.0)
         # A remote leaves: the inventory is patched, the kubeconfig Secret unlabelled.
@@ -123,31 +129,7 @@ def test_rbac_grants_exactly_what_a_run_uses(world: World, tmp_path: Path) -> No
         for (cluster, verb, resource, code), n in world.server.requests.items()
         if cluster == "central" and resource != "discovery"
     }
-    granted = _granted(build("run"))
-    assert used == granted, {
-        "used, not granted": used - granted,
-        "granted, not used": granted - used,
-    }
-
-
-def test_rbac_grants_exactly_what_a_sharded_run_uses(world: World, tmp_path: Path) -> None:
-    """Sharded, the verbs sent to central are exactly those overlays/sharded grants: the
-    member Leases in gitmesh's namespace instead of the leader Lease."""
-    sandbox.ensure_namespace(world.server, "central", "gitmesh")
-    world.server.reset_counts()
-    with started_runner(
-        world, tmp_path / "c", identity="shard-check", shard=True, lease_namespace="gitmesh"
-    ) as runner:
-        sandbox.add_istio_pod(world.server, "central", "istio-pilot", 9)
-        time.sleep(1.0)
-        world.repo.commit({"remotes/remote-eu.yaml": None}, "remote-eu leaves")
-        runner.poll()
-    used = {
-        (verb, resource)
-        for (cluster, verb, resource, code), n in world.server.requests.items()
-        if cluster == "central" and resource != "discovery"
-    }
-    granted = _granted(build("sharded"))
+    granted = _granted(build(variant))
     assert used == granted, {
         "used, not granted": used - granted,
         "granted, not used": granted - used,

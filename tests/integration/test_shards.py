@@ -85,6 +85,18 @@ def settled(world: World, expect: dict[str, str], revision: str) -> bool:
     )
 
 
+def member_leases(world: World, group: str = "gitmesh") -> list[str]:
+    return sorted(
+        world.names(
+            "central",
+            "leases",
+            NS,
+            selector=f"{shards.GROUP_LABEL}={group}",
+            group="coordination.k8s.io",
+        )
+    )
+
+
 def writers(world: World, names: list[str]) -> dict[str, list[tuple[float, str]]]:
     """Each remote's writes in time order: (time, replica identity)."""
     world.server.count()  # the real backend's access log follows its audit log: catch up
@@ -119,14 +131,7 @@ def test_two_replicas_share_the_remotes_and_the_survivor_takes_all(
     expect = {n: shards.owner(n, ["replica-a", "replica-b"]) or "" for n in names}
     assert set(expect.values()) == {"replica-a", "replica-b"}  # both have a share
     wait_for(lambda: settled(world, expect, world.repo.head), timeout=90, what="shared pass")
-    leases = world.names(
-        "central",
-        "leases",
-        NS,
-        selector=f"{shards.GROUP_LABEL}=gitmesh",
-        group="coordination.k8s.io",
-    )
-    assert sorted(leases) == ["gitmesh-replica-a", "gitmesh-replica-b"]
+    assert member_leases(world) == ["gitmesh-replica-a", "gitmesh-replica-b"]
 
     # The endpoint watch follows the assignment: a central pod goes, and each remote's
     # Endpoints are updated by the replica that owns it.
@@ -183,14 +188,7 @@ def test_two_replicas_share_the_remotes_and_the_survivor_takes_all(
             assert after[0] - by_a[-1] >= LEASE_DURATION, name
     assert b.stop() == 0
     # A replica that leaves deletes its Lease; the killed one's stays until it expires.
-    leases = world.names(
-        "central",
-        "leases",
-        NS,
-        selector=f"{shards.GROUP_LABEL}=gitmesh",
-        group="coordination.k8s.io",
-    )
-    assert leases == ["gitmesh-replica-a"]
+    assert member_leases(world) == ["gitmesh-replica-a"]
     print(f"failover: every remote named the survivor {took:.1f}s after kill -9")
 
 
@@ -244,7 +242,4 @@ def test_membership_settles_expires_and_leaves(world: World) -> None:
     b.tick()
     assert b.members() == ("b",) and all(b.owns(r) for r in shared)
     b.stop()
-    leases = world.names(
-        "central", "leases", NS, selector=f"{shards.GROUP_LABEL}=unit", group="coordination.k8s.io"
-    )
-    assert leases == ["unit-a"]
+    assert member_leases(world, "unit") == ["unit-a"]
