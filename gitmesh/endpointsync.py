@@ -19,9 +19,59 @@ from typing import Any
 
 from gitmesh import errors, logs, render, resources
 from gitmesh.cluster import Cluster
+from gitmesh.resources import Resource
 
 Labels = Mapping[str, str]
 OnChange = Callable[[tuple[render.Pod, ...], list[Labels]], None]
+
+
+def list_watch(
+    central: Cluster,
+    res: Resource,
+    namespace: str,
+    *,
+    stop: threading.Event,
+    relist: Callable[[], None],
+    handle: Callable[[Mapping[str, Any]], None],
+    resource_version: Callable[[], str],
+    watch_timeout: int,
+    max_backoff: float,
+    what: str,
+) -> None:
+    """The informer loop, until `stop`: `relist()`, then WATCH from `resource_version()`
+    handing each event to `handle`; resume when the stream ends, relist on 410 Gone,
+    reconnect with jittered backoff when the connection breaks."""
+    log = logs.get()
+    backoff = 0.2
+    need_list = True
+    while not stop.is_set():
+        try:
+            if need_list:
+                relist()
+                need_list = False
+            for event in central.watch(
+                res,
+                namespace=namespace,
+                resource_version=resource_version(),
+                timeout_seconds=watch_timeout,
+            ):
+                handle(event)
+                backoff = 0.2
+                if stop.is_set():
+                    return
+        except errors.ClusterError as e:
+            if stop.is_set():
+                return  # the stream broke because we are stopping: nothing to report
+            if e.status == 410:
+                log.info(f"{what} watch expired; relisting", extra={"error": str(e)})
+                need_list = True
+                continue
+            log.warning(
+                f"{what} watch broke; reconnecting",
+                extra={"error": str(e), "backoff": round(backoff, 2)},
+            )
+            stop.wait(backoff * random.uniform(0.8, 1.2))  # noqa: S311 - jitter
+            backoff = min(backoff * 2, max_backoff)
 
 
 def to_pod(obj: Mapping[str, Any]) -> render.Pod:
@@ -108,37 +158,18 @@ class EndpointSync:
         self.synced.set()
 
     def _watch_loop(self) -> None:
-        log = logs.get()
-        backoff = 0.2
-        need_list = True
-        while not self._stop.is_set():
-            try:
-                if need_list:
-                    self._relist()
-                    need_list = False
-                for event in self.central.watch(
-                    resources.POD,
-                    namespace=self.namespace,
-                    resource_version=self.resource_version,
-                    timeout_seconds=self.watch_timeout,
-                ):
-                    self._handle(event)
-                    backoff = 0.2
-                    if self._stop.is_set():
-                        return
-            except errors.ClusterError as e:
-                if self._stop.is_set():
-                    return  # the stream broke because we are stopping: nothing to report
-                if e.status == 410:
-                    log.info("central pod watch expired; relisting", extra={"error": str(e)})
-                    need_list = True
-                    continue
-                log.warning(
-                    "central pod watch broke; reconnecting",
-                    extra={"error": str(e), "backoff": round(backoff, 2)},
-                )
-                self._stop.wait(backoff * random.uniform(0.8, 1.2))  # noqa: S311 - jitter
-                backoff = min(backoff * 2, self.max_backoff)
+        list_watch(
+            self.central,
+            resources.POD,
+            self.namespace,
+            stop=self._stop,
+            relist=self._relist,
+            handle=self._handle,
+            resource_version=lambda: self.resource_version,
+            watch_timeout=self.watch_timeout,
+            max_backoff=self.max_backoff,
+            what="central pod",
+        )
 
     def _handle(self, event: Mapping[str, Any]) -> None:
         obj = event.get("object") or {}

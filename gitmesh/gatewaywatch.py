@@ -1,19 +1,21 @@
 """The istiod primary's east-west gateway, watched: IstiodRemotes reach istiod through its
 load-balancer address, so when the address changes, their istiod Endpoints must follow.
 
-LIST the Services of the mesh namespace, WATCH from there (resuming from the last
-resourceVersion, relisting on 410 Gone, reconnecting with backoff), and call `on_change`
-with the new address whenever the gateway's address differs from the last one reported.
+LIST the Services of the mesh namespace and WATCH from there (`endpointsync.list_watch`:
+resuming from the last resourceVersion, relisting on 410 Gone, reconnecting with backoff),
+and call `on_change` with the new address whenever the gateway's address differs from the
+last one reported.
 """
 
 from __future__ import annotations
 
-import random
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
-from gitmesh import errors, logs, resources
+from gitmesh import logs, resources
 from gitmesh.cluster import Cluster
+from gitmesh.endpointsync import list_watch
 from gitmesh.primary import address_of
 
 
@@ -68,36 +70,23 @@ class GatewayWatch:
         self._seen(address_of(found))
         self.synced.set()
 
+    def _handle(self, event: Mapping[str, Any]) -> None:
+        obj = event.get("object") or {}
+        self._rv = (obj.get("metadata") or {}).get("resourceVersion") or self._rv
+        if event.get("type") == "BOOKMARK" or obj["metadata"]["name"] != self.name:
+            return
+        self._seen(None if event.get("type") == "DELETED" else address_of(obj))
+
     def _loop(self) -> None:
-        backoff = 0.2
-        need_list = True
-        while not self._stop.is_set():
-            try:
-                if need_list:
-                    self._relist()
-                    need_list = False
-                for event in self.central.watch(
-                    resources.SERVICE,
-                    namespace=self.namespace,
-                    resource_version=self._rv,
-                    timeout_seconds=self.watch_timeout,
-                ):
-                    obj = event.get("object") or {}
-                    self._rv = (obj.get("metadata") or {}).get("resourceVersion") or self._rv
-                    if event.get("type") == "BOOKMARK" or obj["metadata"]["name"] != self.name:
-                        continue
-                    self._seen(None if event.get("type") == "DELETED" else address_of(obj))
-                    backoff = 0.2
-                    if self._stop.is_set():
-                        return
-            except errors.ClusterError as e:
-                if self._stop.is_set():
-                    return
-                need_list = e.status == 410
-                if not need_list:
-                    logs.get().warning(
-                        "gateway watch broke; reconnecting",
-                        extra={"error": str(e), "backoff": round(backoff, 2)},
-                    )
-                    self._stop.wait(backoff * random.uniform(0.8, 1.2))  # noqa: S311 - jitter
-                    backoff = min(backoff * 2, self.max_backoff)
+        list_watch(
+            self.central,
+            resources.SERVICE,
+            self.namespace,
+            stop=self._stop,
+            relist=self._relist,
+            handle=self._handle,
+            resource_version=lambda: self._rv,
+            watch_timeout=self.watch_timeout,
+            max_backoff=self.max_backoff,
+            what="gateway",
+        )
