@@ -1,4 +1,8 @@
-"""Shared fixtures: localkube from the package, and real `kubernetes` clients against it."""
+"""Shared fixtures: localkube from the package, and real `kubernetes` clients against it.
+
+The session first enters a network namespace of its own (gitmesh.localkube.netns): only
+loopback and TEST-NET-1, so nothing a test starts, a real kube-apiserver calling a webhook
+at a ClusterIP or istiod dialling a remote, can reach off the machine."""
 
 from __future__ import annotations
 
@@ -7,11 +11,17 @@ from collections.abc import Callable, Iterator
 import kubernetes
 import pytest
 
-from gitmesh.localkube import Server
+from gitmesh.localkube import Server, netns
 
 pytest_plugins = ["gitmesh.testing"]
 
 ClientFor = Callable[[Server, str], kubernetes.client.ApiClient]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Isolate the session before any thread or server exists (the real tiers require
+    it: tests.integration.conftest)."""
+    netns.isolate()
 
 
 @pytest.fixture

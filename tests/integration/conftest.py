@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from gitmesh import cli, sandbox
-from gitmesh.localkube import Server
+from gitmesh.localkube import Server, netns
 from gitmesh.localkube.apiserver import ASSETS_ENV, BUILD_SCRIPT, KubeAPIServer
 from tests.gitutil import MeshRemote, git
 
@@ -171,12 +171,26 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def backend(request: pytest.FixtureRequest) -> str:
     """Which backend the clusters run on."""
     name = str(request.param)
-    if name == "kube-apiserver" and not os.environ.get(ASSETS_ENV):
-        reason = f"${ASSETS_ENV} is unset: build with `bash {BUILD_SCRIPT}` to run this"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"the real backend is required in CI: {reason}")
-        pytest.skip(reason)
+    if name == "kube-apiserver":
+        require_real_tier(
+            f"${ASSETS_ENV} is unset: build with `bash {BUILD_SCRIPT}` to run this"
+            if not os.environ.get(ASSETS_ENV)
+            else None
+        )
     return name
+
+
+def require_real_tier(missing: str | None) -> None:
+    """Skip (locally) or fail (in CI) a real-tier test whose binaries are `missing`, or
+    that would run outside the session's own network namespace."""
+    reason = missing
+    if reason is None and not netns.isolated():
+        reason = f"the real tiers run only in a network namespace of their own: {netns.why_not()}"
+    if reason is None:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"the real tiers are required in CI: {reason}")
+    pytest.skip(reason)
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ import pytest
 
 from gitmesh.localkube import Server
 from gitmesh.localkube.apiserver import ASSETS_ENV, BUILD_SCRIPT, KubeAPIServer
+from tests.integration.conftest import require_real_tier
 
 TOKEN = "differential-token"
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io"
@@ -94,11 +95,11 @@ def outcome(step: Step, code: int, body: Any) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def targets() -> Iterator[tuple[Target, Target]]:
-    if not os.environ.get(ASSETS_ENV):
-        reason = f"${ASSETS_ENV} is unset: build with `bash {BUILD_SCRIPT}` to run this"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"the real backend is required in CI: {reason}")
-        pytest.skip(reason)
+    require_real_tier(
+        None
+        if os.environ.get(ASSETS_ENV)
+        else f"${ASSETS_ENV} is unset: build with `bash {BUILD_SCRIPT}` to run this"
+    )
     with (
         Server(clusters=["d"], token=TOKEN) as emulated,
         KubeAPIServer(clusters=["d"], token=TOKEN) as real,
