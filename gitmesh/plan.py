@@ -251,38 +251,58 @@ def injection(namespaces: Sequence[str], observed: Iterable[Obj]) -> tuple[list[
 LABELS_ANNOTATION = "gitmesh.io/namespace-labels"
 
 
-def namespace_labels(component: str, ns: Obj, wanted: Mapping[str, str]) -> Item:
-    """Bring the labels gitmesh sets on a namespace it may not own to `wanted`: add or fix
-    those, remove the ones it set before that are no longer wanted, and record the keys."""
-    meta = ns["metadata"]
-    labels = meta.get("labels") or {}
-    annotations = meta.get("annotations") or {}
-    had = {k for k in annotations.get(LABELS_ANNOTATION, "").split(",") if k}
-    ops: list[Obj] = []
-    if "labels" not in meta and wanted:
-        ops.append({"op": "add", "path": "/metadata/labels", "value": dict(wanted)})
-    else:
-        ops += [
-            {"op": "add", "path": f"/metadata/labels/{_escape(k)}", "value": v}
-            for k, v in sorted(wanted.items())
-            if labels.get(k) != v
-        ]
-    ops += [
-        {"op": "remove", "path": f"/metadata/labels/{_escape(k)}"}
-        for k in sorted(had - set(wanted))
-        if k in labels
+ANNOTATIONS_ANNOTATION = "gitmesh.io/namespace-annotations"
+
+
+def _kept(current: Mapping[str, str], record: str, wanted: Mapping[str, str]) -> dict[str, str]:
+    """`current` with the keys gitmesh recorded and no longer wants gone, and `wanted` set."""
+    had = {k for k in record.split(",") if k}
+    out = {k: v for k, v in current.items() if k not in had - set(wanted)}
+    out.update(wanted)
+    return out
+
+
+def _map_ops(path: str, old: Mapping[str, str] | None, new: Mapping[str, str]) -> list[Obj]:
+    """Ops taking the map at `path` from `old` (None: absent) to `new`: additions and
+    changes first, removals after, each sorted by key."""
+    if old is None:
+        return [{"op": "add", "path": path, "value": dict(new)}] if new else []
+    ops: list[Obj] = [
+        {"op": "add", "path": f"{path}/{_escape(k)}", "value": v}
+        for k, v in sorted(new.items())
+        if old.get(k) != v
     ]
-    record = ",".join(sorted(wanted))
-    if record != annotations.get(LABELS_ANNOTATION, ""):
-        path = f"/metadata/annotations/{_escape(LABELS_ANNOTATION)}"
-        if not record:
-            ops.append({"op": "remove", "path": path})
-        elif "annotations" not in meta:
-            ops.append(
-                {"op": "add", "path": "/metadata/annotations", "value": {LABELS_ANNOTATION: record}}
-            )
-        else:
-            ops.append({"op": "add", "path": path, "value": record})
+    ops += [{"op": "remove", "path": f"{path}/{_escape(k)}"} for k in sorted(set(old) - set(new))]
+    return ops
+
+
+def namespace_labels(
+    component: str,
+    ns: Obj,
+    wanted: Mapping[str, str],
+    wanted_annotations: Mapping[str, str] | None = None,
+) -> Item:
+    """Bring the labels (and annotations) gitmesh sets on a namespace it may not own to
+    `wanted`: add or fix those, remove the ones it set before that are no longer wanted,
+    and record the keys (gitmesh.io/namespace-labels, gitmesh.io/namespace-annotations)."""
+    meta = ns["metadata"]
+    labels = meta.get("labels")
+    annotations = meta.get("annotations")
+    current = annotations or {}
+    new_labels = _kept(labels or {}, current.get(LABELS_ANNOTATION, ""), wanted)
+    new_annotations = _kept(
+        current, current.get(ANNOTATIONS_ANNOTATION, ""), wanted_annotations or {}
+    )
+    for record, keys in (
+        (LABELS_ANNOTATION, wanted),
+        (ANNOTATIONS_ANNOTATION, wanted_annotations or {}),
+    ):
+        new_annotations.pop(record, None)
+        if keys:
+            new_annotations[record] = ",".join(sorted(keys))
+    ops = _map_ops("/metadata/labels", labels, new_labels) + _map_ops(
+        "/metadata/annotations", annotations, new_annotations
+    )
     return Item(
         "patch" if ops else "unchanged",
         component,

@@ -453,11 +453,19 @@ def _component_items(
         if existing is None:
             ns = next(o for o in comp.objects if o["kind"] == "Namespace")
             items.insert(0, plan.component("common", [ns], [])[0])
-        elif comp.namespace_labels or plan.LABELS_ANNOTATION in (
-            existing["metadata"].get("annotations") or {}
-        ):
-            items.append(plan.namespace_labels("common", existing, comp.namespace_labels))
+        elif comp.namespace_labels or comp.namespace_annotations or _records(existing):
+            items.append(
+                plan.namespace_labels(
+                    "common", existing, comp.namespace_labels, comp.namespace_annotations
+                )
+            )
     return items
+
+
+def _records(ns: Obj) -> bool:
+    """Whether gitmesh recorded labels or annotations it set on a namespace."""
+    annotations = ns["metadata"].get("annotations") or {}
+    return plan.LABELS_ANNOTATION in annotations or plan.ANNOTATIONS_ANNOTATION in annotations
 
 
 def _apply_component(
@@ -637,7 +645,9 @@ def reconcile_remote(
             tuple(all_items),
         )
     if secret is not None and not settings.dry_run:
-        _set_multicluster(central, secret, True)
+        # Only central's pilot (1.0/1.1) reads gitmesh's own Secret: an istiod primary
+        # reads istio-remote-secret-<name>, and given both it may pick gitmesh's token.
+        _set_multicluster(central, secret, isinstance(spec, specs.RemoteIstio))
     counts = {
         f"objects{f.title()}": sum(getattr(r, f) for r in reports)
         for f in ("created", "patched", "deleted")
@@ -755,8 +765,7 @@ def prune_remote(
             items += [
                 plan.namespace_labels("common", ns, {})
                 for ns in observed.namespaces
-                if plan.LABELS_ANNOTATION in (ns["metadata"].get("annotations") or {})
-                and not resources.owned_by(ns, name)
+                if _records(ns) and not resources.owned_by(ns, name)
             ]
             items += _prune_namespaces(remote, name, observed)
             for item in [] if settings.plan_only else items:

@@ -413,6 +413,12 @@ class Primary(Strict):
     east_west_gateway: DnsLabel = "istio-eastwestgateway"
     # The ConfigMap istiod publishes its root certificate in (key root-cert.pem).
     root_cert_config_map: DnsSubdomain = "istio-ca-root-cert"
+    # The primary istiod's cluster ID (its CLUSTER_ID, the chart's
+    # global.multiCluster.clusterName), written to each remote's Istio namespace as
+    # topology.istio.io/controlPlaneClusters; "*" lets any istiod that reads the remote lead.
+    cluster_id: str = Field(
+        "*", alias="clusterID", pattern=r"^(\*|[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)$"
+    )
 
 
 class Central(Strict):

@@ -153,8 +153,13 @@ class KubeAPIServer:
         assets: Path | None = None,
         controllers: bool = True,
         pod_cidr: str = "10.24.0.0/16",
+        aggregator_routing: bool = False,
     ) -> None:
         self.assets = assets_dir(assets)
+        # --enable-aggregator-routing: webhooks by Service are called at the Service's
+        # endpoints (matched by port name), not its ClusterIP; kube-apiserver then refuses
+        # ExternalName Services for webhooks (ResolveEndpoint, apiserver's proxy.go).
+        self.aggregator_routing = aggregator_routing
         self.names = list(clusters)
         self.token = token or secrets.token_urlsafe(24)
         self.controllers = controllers
@@ -317,6 +322,7 @@ class KubeAPIServer:
                 # nothing connects to it (TEST-NET-1, RFC 5737).
                 "--advertise-address", "192.0.2.10",
                 "--allow-privileged",
+                *(["--enable-aggregator-routing=true"] if self.aggregator_routing else []),
             ],
         )  # fmt: skip
         return proc, port

@@ -50,7 +50,7 @@ def isolate() -> bool:
             ["ip", "link", "set", "lo", "up"],
             ["ip", "addr", "add", TEST_NET, "dev", "lo"],
         ):
-            subprocess.run(args, check=True, capture_output=True, timeout=10)  # noqa: S603
+            subprocess.run(args, check=True, capture_output=True, timeout=10)
     except (OSError, subprocess.SubprocessError) as e:
         _state["why_not"] = f"cannot set up lo in the new namespace: {e}"
         return False

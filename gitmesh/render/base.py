@@ -103,6 +103,8 @@ class Component:
     namespaces: tuple[str, ...] = ()
     # common only: labels the remote's Istio namespace must carry (it may not be gitmesh's)
     namespace_labels: Mapping[str, str] = field(default_factory=dict)
+    # common only: annotations the remote's Istio namespace must carry (likewise)
+    namespace_annotations: Mapping[str, str] = field(default_factory=dict)
     # rendered, but probably not what was meant (an enabled service nothing backs)
     warnings: tuple[str, ...] = ()
 

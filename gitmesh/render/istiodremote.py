@@ -5,7 +5,9 @@ manifests/charts/istio-control/istio-discovery with `istiodRemote.enabled`, and
 manifests/charts/base), with the east-west gateway's address observed on the primary:
 
 - common: the remote's Istio namespace, labelled `topology.istio.io/network` when the
-  spec names a network;
+  spec names a network, and annotated `topology.istio.io/controlPlaneClusters` with the
+  primary's cluster ID (mesh.yaml `primary.clusterID`, default `*`), without which an
+  `EXTERNAL_ISTIOD` primary does not manage the remote;
 - reader: ServiceAccount `istio-reader-service-account` and the reader ClusterRole and
   binding (templates/reader-clusterrole.yaml: reads, plus the writes istiod makes on a
   remote: configmaps, and the webhooks' caBundle);
@@ -36,6 +38,10 @@ NETWORK_LABEL = "topology.istio.io/network"
 # istioctl/pkg/multicluster/remote_secret.go remoteSecretPrefix (a name, not a secret)
 REMOTE_SECRET_PREFIX = "istio-remote-secret-"  # noqa: S105
 CLUSTER_ANNOTATION = "networking.istio.io/cluster"
+# istio.io/api annotation TopologyControlPlaneClusters, read by istiod's checkShouldLead
+# (pilot/pkg/serviceregistry/kube/controller/multicluster.go): a comma-separated list of
+# cluster IDs, or "*".
+CONTROL_PLANE_CLUSTERS = "topology.istio.io/controlPlaneClusters"
 _ISTIO_GROUPS = [
     "config.istio.io",
     "security.istio.io",
@@ -133,12 +139,18 @@ def _address_type(address: str) -> str | None:
         return None
 
 
-def common(remote: specs.IstiodRemote, ns: str) -> Component:
+def common(remote: specs.IstiodRemote, ns: str, mesh: specs.Mesh) -> Component:
     labels = {NETWORK_LABEL: remote.spec.network} if remote.spec.network else {}
+    # Which istiods manage the remote's config (leader election, istio-ca-root-cert in its
+    # namespaces): without it an EXTERNAL_ISTIOD primary never does.
+    annotations = {CONTROL_PLANE_CLUSTERS: mesh.primary.cluster_id}
     ns_meta = meta(remote, ns, ns, "common", namespaced=False)
     ns_meta["labels"].update(labels)
+    ns_meta.setdefault("annotations", {}).update(annotations)
     namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": ns_meta}
-    return Component("common", (namespace,), namespace_labels=labels)
+    return Component(
+        "common", (namespace,), namespace_labels=labels, namespace_annotations=annotations
+    )
 
 
 def reader(remote: specs.IstiodRemote, ns: str) -> Component:
@@ -321,7 +333,7 @@ def render(remote: specs.IstiodRemote, mesh: specs.Mesh, central: Central) -> Re
     return Rendered(
         namespace=ns,
         components=(
-            common(remote, ns),
+            common(remote, ns, mesh),
             reader(remote, ns),
             istiod(remote, ns, central),
             sidecarinjector(remote, ns, central),

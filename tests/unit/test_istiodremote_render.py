@@ -50,3 +50,30 @@ def test_without_the_primary_the_istiod_components_fail_with_the_reason() -> Non
     out = render.remote(remote(), MESH, render.Central(primary_error="no gateway address"))
     failed = {c.name: c.error for c in out.components if c.error}
     assert failed == {"istiod": "no gateway address", "sidecarinjector": "no gateway address"}
+
+
+def test_the_namespace_names_the_primary_that_manages_the_remote() -> None:
+    """An EXTERNAL_ISTIOD primary leads (and so writes istio-ca-root-cert into) only remotes
+    whose Istio namespace carries topology.istio.io/controlPlaneClusters with its cluster
+    ID or "*" (checkShouldLead, pilot/pkg/serviceregistry/kube/controller/multicluster.go,
+    istio.io/istio@v0.0.0-20260827124520-eed52ebb66ad)."""
+    central = render.Central(gateway_address="192.0.2.1", root_cert="x")
+    key = "topology.istio.io/controlPlaneClusters"
+    for mesh, wanted in (
+        (MESH, "*"),
+        (MESH.model_copy(update={"primary": specs.Primary(clusterID="central")}), "central"),
+    ):
+        out = render.remote(remote(), mesh, central)
+        common = next(c for c in out.components if c.name == "common")
+        assert common.namespace_annotations == {key: wanted}
+        (ns,) = common.objects
+        assert ns["metadata"]["annotations"][key] == wanted
+
+
+def test_a_primary_cluster_id_must_be_one_istio_accepts() -> None:
+    for bad in ("a,b", "", "-x", "x" * 64):
+        try:
+            specs.Primary(clusterID=bad)
+        except ValueError:
+            continue
+        raise AssertionError(f"{bad!r} was accepted")

@@ -409,6 +409,8 @@ def test_every_field_is_covered() -> None:
         # test_istiod_remote.py names non-default ones and finds them read.
         "primary.eastWestGateway",
         "primary.rootCertConfigMap",
+        # IstiodRemote only: tests/unit/test_istiodremote_render.py.
+        "primary.clusterID",
         # How many removed remotes a pass prunes unasked: tests/integration/test_audit.py.
         "massPruneThreshold",
     }
