@@ -132,6 +132,7 @@ class Istiod:
         namespace: str = "istio-system",
         network: str = "",
         webhook_port: int = 15017,
+        xds_port: int = 15012,
         external: bool = True,
         assets: Path | None = None,
         env: dict[str, str] | None = None,
@@ -141,6 +142,7 @@ class Istiod:
         self.namespace = namespace
         self.network = network
         self.webhook_port = webhook_port
+        self.xds_port = xds_port
         self.external = external
         self.extra_env = dict(env or {})
         self._tmp = tempfile.TemporaryDirectory(prefix="istiod-")
@@ -152,7 +154,11 @@ class Istiod:
         self._prepare()
 
     def __enter__(self) -> Istiod:
-        self.start()
+        try:
+            self.start()
+        except BaseException:
+            self.__exit__()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -211,7 +217,7 @@ class Istiod:
             # east-west gateway has, and loopback for the gateway-hostname path.
             "--httpsAddr", f":{self.webhook_port}",
             "--grpcAddr", f"127.0.0.1:{free_port()}",
-            "--secureGRPCAddr", ":15012",
+            "--secureGRPCAddr", f":{self.xds_port}",
             "--monitoringAddr", f"127.0.0.1:{free_port()}",
             "--ctrlz_port", str(free_port()),
             "--ctrlz_address", "127.0.0.1",
