@@ -4,6 +4,14 @@ Observed: the east-west gateway Service's load-balancer address (what remotes re
 istiod by) and istiod's root certificate (ConfigMap `istio-ca-root-cert`, key
 `root-cert.pem`).
 
+Checked, as warnings (the remote stays Available; a real istiod showed each one breaks
+the join): the east-west gateway Service exposes istiod's 15012 and 15017
+(samples/multicluster/expose-istiod.yaml, gen-eastwest-gateway.sh); the primary's istiod
+Deployment, where central has one and gitmesh may read it, sets `EXTERNAL_ISTIOD=true`
+(pilot/pkg/features/pilot.go; without it istiod never leads a remote); the remote's API
+server address in its remote Secret is not loopback (istioctl's create-remote-secret warns
+the same way).
+
 Written: the Secret istiod reads a remote's kubeconfig from, as `istioctl
 create-remote-secret` makes it (istioctl/pkg/multicluster/remote_secret.go at 1.30.3):
 `istio-remote-secret-<name>` in the mesh namespace, label `istio/multiCluster: "true"`,
@@ -18,8 +26,10 @@ from __future__ import annotations
 
 import base64
 import datetime
+import ipaddress
+import urllib.parse
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -30,7 +40,56 @@ from gitmesh.render import istiodremote
 Obj = dict[str, Any]
 COMPONENT = "primary"
 ROOT_CERT_KEY = "root-cert.pem"
+ISTIOD_PORTS = (15012, 15017)  # xDS and the injection webhook, through the gateway
+ISTIOD_DEPLOYMENT = "istiod"
 _CONFIGMAP = resources.BY_KIND["ConfigMap"]
+_DEPLOYMENT = resources.BY_KIND["Deployment"]
+
+
+def gateway_warnings(service: Mapping[str, Any], where: str) -> list[str]:
+    """What the east-west gateway Service lacks to expose istiod to remotes."""
+    ports = {p.get("port") for p in (service.get("spec") or {}).get("ports") or ()}
+    missing = [str(p) for p in ISTIOD_PORTS if p not in ports]
+    if not missing:
+        return []
+    return [
+        f"the east-west gateway {where} does not expose port {' and '.join(missing)} "
+        "(istiod's xDS 15012 and webhook 15017, samples/multicluster/expose-istiod.yaml): "
+        "remotes cannot reach istiod through it"
+    ]
+
+
+def istiod_warnings(deployment: Mapping[str, Any], where: str) -> list[str]:
+    """Whether the primary's istiod manages remotes (EXTERNAL_ISTIOD=true)."""
+    pod = ((deployment.get("spec") or {}).get("template") or {}).get("spec") or {}
+    for container in pod.get("containers") or ():
+        for env in container.get("env") or ():
+            if env.get("name") == "EXTERNAL_ISTIOD" and env.get("value") == "true":
+                return []
+    return [
+        f"the primary's istiod ({where}) does not set EXTERNAL_ISTIOD=true "
+        "(values.global.externalIstiod): it will not manage the remotes' config, and "
+        "injected pods wait for istio-ca-root-cert"
+    ]
+
+
+def server_warnings(config: Mapping[str, Any], name: str) -> list[str]:
+    """A remote API server address only gitmesh's host can reach, as istioctl warns."""
+    try:
+        server, _ = kubeconfigs.endpoint(config)
+    except errors.GitmeshError:
+        return []
+    host = urllib.parse.urlsplit(server).hostname or ""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        return []
+    return [
+        f"the API server address istiod gets for {name} is {server}, a loopback address: "
+        "istiod reaches it only if it runs on the same host as that API server"
+    ]
 
 
 def address_of(service: Mapping[str, Any] | None) -> str | None:
@@ -40,24 +99,41 @@ def address_of(service: Mapping[str, Any] | None) -> str | None:
     return next((str(i.get("ip") or i.get("hostname")) for i in ingress if i), None)
 
 
-def observe(central: Cluster, mesh: specs.Mesh) -> tuple[str | None, str | None, str | None]:
-    """(gateway address, root certificate PEM, what is wrong) on the primary."""
+class Observed(NamedTuple):
+    """The primary as IstiodRemotes need it, or what is wrong (`error`) or doubtful."""
+
+    address: str | None = None
+    root: str | None = None
+    error: str | None = None
+    warnings: tuple[str, ...] = ()
+
+
+def observe(central: Cluster, mesh: specs.Mesh) -> Observed:
+    """The gateway address, istiod's root certificate (PEM), and warnings, on the primary."""
     ns = mesh.namespace
     gateway = mesh.primary.east_west_gateway
     try:
         svc = central.get(resources.SERVICE, ns, gateway)
         cm = central.get(_CONFIGMAP, ns, mesh.primary.root_cert_config_map)
     except errors.NotFound as e:
-        return None, None, f"on the primary: {e}"
+        return Observed(error=f"on the primary: {e}")
     except errors.ClusterError as e:
-        return None, None, f"cannot read the primary: {e}"
+        return Observed(error=f"cannot read the primary: {e}")
+    warnings = gateway_warnings(svc, f"{ns}/{gateway}")
+    try:
+        deployment = central.get(_DEPLOYMENT, ns, ISTIOD_DEPLOYMENT)
+        warnings += istiod_warnings(deployment, f"Deployment {ns}/{ISTIOD_DEPLOYMENT}")
+    except errors.ClusterError:
+        pass  # not there (istiod runs elsewhere), or not gitmesh's to read: nothing to check
     address = address_of(svc)
     root = (cm.get("data") or {}).get(ROOT_CERT_KEY)
     if not address:
-        return None, root, f"the east-west gateway {ns}/{gateway} has no load-balancer address yet"
+        error = f"the east-west gateway {ns}/{gateway} has no load-balancer address yet"
+        return Observed(None, root, error, tuple(warnings))
     if not root:
-        return address, None, f"{ns}/{mesh.primary.root_cert_config_map} has no {ROOT_CERT_KEY}"
-    return address, str(root), None
+        error = f"{ns}/{mesh.primary.root_cert_config_map} has no {ROOT_CERT_KEY}"
+        return Observed(address, None, error, tuple(warnings))
+    return Observed(address, str(root), None, tuple(warnings))
 
 
 def _owned(secret: Obj, name: str) -> bool:

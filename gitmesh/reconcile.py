@@ -175,18 +175,19 @@ def observe_central(
             ca_error = f"cannot read {where}: {e}"
         except intermediate.CAError as e:
             ca_error = f"{where} {e}"
-    address = root = primary_error = None
+    seen = primary.Observed()
     if any(isinstance(r, specs.IstiodRemote) for r in remotes):
-        address, root, primary_error = primary.observe(central, mesh)
+        seen = primary.observe(central, mesh)
     return render.Central(
         pods=pods,
         services=services,
         ca_data=ca_data,
         pods_error=pods_error,
         ca_error=ca_error,
-        gateway_address=address,
-        root_cert=root,
-        primary_error=primary_error,
+        gateway_address=seen.address,
+        root_cert=seen.root,
+        primary_error=seen.error,
+        primary_warnings=seen.warnings,
     )
 
 
@@ -600,10 +601,14 @@ def reconcile_remote(
                     )
                     all_items.append(item)
                     done = "" if settings.plan_only else item.action
+                    warnings = tuple(primary.server_warnings(config, name))
+                    for warning in warnings:
+                        log.warning(warning, extra={**ctx, "component": primary.COMPONENT})
                     reports.append(
                         ComponentReport(
                             primary.COMPONENT,
                             "Ready",
+                            warnings=warnings,
                             objects=1,
                             created=int(done == "create"),
                             patched=int(done == "patch"),

@@ -90,6 +90,7 @@ class Central:
     gateway_address: str | None = None
     root_cert: str | None = None
     primary_error: str | None = None
+    primary_warnings: tuple[str, ...] = ()  # doubtful, not wrong: the remote stays Available
 
 
 @dataclass(frozen=True, slots=True)

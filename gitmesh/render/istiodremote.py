@@ -226,7 +226,7 @@ def istiod(remote: specs.IstiodRemote, ns: str, central: Central) -> Component:
                 ],
             }
         )
-    return Component("istiod", tuple(objects))
+    return Component("istiod", tuple(objects), warnings=central.primary_warnings)
 
 
 def _webhook(prefix: str, path: str, ns: str, ca_bundle: str) -> Obj:

@@ -285,3 +285,52 @@ def test_the_reader_token_is_renewed_when_due_and_only_then(world: World) -> Non
     version = renewed["metadata"]["resourceVersion"]
     assert world.reconcile() == 0
     assert remote_secret(world)[0]["metadata"]["resourceVersion"] == version
+
+
+def test_what_the_primary_lacks_is_a_warning_the_remote_stays_available(world: World) -> None:
+    """The gateway not exposing 15017, the primary's istiod without EXTERNAL_ISTIOD=true
+    (pilot/pkg/features/pilot.go at istio.io/istio@v0.0.0-20260827124520-eed52ebb66ad:
+    without it istiod never leads a remote), and a loopback API server address in the remote
+    Secret (istioctl's create-remote-secret warns too) are each a warning in the status."""
+    join_primary(world)
+    store = world.store("central")
+    gateway = world.get("central", "services", NS, GATEWAY)
+    gateway["spec"]["ports"] = [p for p in gateway["spec"]["ports"] if p["port"] != 15017]
+    store.update(store.kind("", "v1", "services"), NS, GATEWAY, gateway)
+    store.create(
+        store.kind("apps", "v1", "deployments"),
+        NS,
+        {
+            "metadata": {"name": "istiod"},
+            "spec": {
+                "selector": {"matchLabels": {"app": "istiod"}},
+                "template": {
+                    "metadata": {"labels": {"app": "istiod"}},
+                    "spec": {
+                        "containers": [
+                            {
+                                "name": "discovery",
+                                "image": "istio/pilot",
+                                "env": [{"name": "CLUSTER_ID", "value": "central"}],
+                            }
+                        ]
+                    },
+                },
+            },
+        },
+    )
+    assert world.reconcile() == 0
+    status = world.status()[f"status/{EU}.yaml"]
+    assert status["state"] == "Available"
+    text = "\n".join(status["warnings"])
+    assert f"{NS}/{GATEWAY} does not expose port 15017" in text
+    assert "does not set EXTERNAL_ISTIOD=true" in text
+    assert "a loopback address" in text  # the test clusters listen on 127.0.0.1
+    deployment = world.get("central", "deployments", NS, "istiod", group="apps")
+    deployment["spec"]["template"]["spec"]["containers"][0]["env"].append(
+        {"name": "EXTERNAL_ISTIOD", "value": "true"}
+    )
+    store.update(store.kind("apps", "v1", "deployments"), NS, "istiod", deployment)
+    assert world.reconcile() == 0
+    text = "\n".join(world.status()[f"status/{EU}.yaml"]["warnings"])
+    assert "EXTERNAL_ISTIOD" not in text and "does not expose port 15017" in text
