@@ -73,12 +73,8 @@ def istiod_warnings(deployment: Mapping[str, Any], where: str) -> list[str]:
     ]
 
 
-def server_warnings(config: Mapping[str, Any], name: str) -> list[str]:
+def server_warnings(server: str, name: str) -> list[str]:
     """A remote API server address only gitmesh's host can reach, as istioctl warns."""
-    try:
-        server, _ = kubeconfigs.endpoint(config)
-    except errors.GitmeshError:
-        return []
     host = urllib.parse.urlsplit(server).hostname or ""
     try:
         loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
@@ -88,7 +84,8 @@ def server_warnings(config: Mapping[str, Any], name: str) -> list[str]:
         return []
     return [
         f"the API server address istiod gets for {name} is {server}, a loopback address: "
-        "istiod reaches it only if it runs on the same host as that API server"
+        "istiod reaches it only if it runs on the same host as that API server "
+        "(spec.server sets the address istiod uses)"
     ]
 
 
@@ -167,16 +164,20 @@ def remote_secret(
     remote: Cluster,
     remote_config: Mapping[str, Any],
     remote_namespace: str,
+    server: str | None = None,
     central: Cluster,
     namespace: str,
     plan_only: bool,
     dry_run: bool,
     now: datetime.datetime,
 ) -> plan.Item:
-    """Make the primary's remote Secret for `name` current; returns what it came to."""
+    """Make the primary's remote Secret for `name` current (its kubeconfig naming `server`
+    when given, else the remote's server as gitmesh reaches it); returns what it came to."""
     secret_name = istiodremote.remote_secret_name(name)
     ref = plan.Ref("Secret", namespace, secret_name)
     cluster, _ = kubeconfigs.current(remote_config)
+    if server is not None:
+        cluster = {**cluster, "server": server}
     try:
         current: Obj | None = central.get(resources.SECRET, namespace, secret_name)
     except errors.NotFound:

@@ -593,6 +593,7 @@ def reconcile_remote(
                         remote=remote,
                         remote_config=config,
                         remote_namespace=rendered.namespace,
+                        server=spec.spec.server,
                         central=central,
                         namespace=mesh.namespace,
                         plan_only=settings.plan_only,
@@ -601,7 +602,8 @@ def reconcile_remote(
                     )
                     all_items.append(item)
                     done = "" if settings.plan_only else item.action
-                    warnings = tuple(primary.server_warnings(config, name))
+                    server = spec.spec.server or kubeconfigs.endpoint(config)[0]
+                    warnings = tuple(primary.server_warnings(server, name))
                     for warning in warnings:
                         log.warning(warning, extra={**ctx, "component": primary.COMPONENT})
                     reports.append(

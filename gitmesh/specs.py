@@ -12,6 +12,7 @@ import functools
 import ipaddress
 import re
 import typing
+import urllib.parse
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import (
@@ -349,6 +350,33 @@ class IstiodRemoteSpec(Strict):
 
     network: NetworkName | None = None
     injection_namespaces: list[DnsLabel] = Field(default_factory=list)
+    # The API server address istiod uses (istioctl create-remote-secret --server), when it
+    # is not the one gitmesh reaches the remote by.
+    server: str | None = None
+
+    @field_validator("server")
+    @classmethod
+    def _server(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        parts = urllib.parse.urlsplit(v)
+        try:
+            port = parts.port
+        except ValueError:
+            port = -1
+        if (
+            parts.scheme != "https"
+            or not parts.hostname
+            or parts.username is not None
+            or parts.query
+            or parts.fragment
+            or port == -1
+            or any(c.isspace() for c in v)
+        ):
+            raise ValueError(
+                f"{v!r} is not an https:// API server URL (https://host[:port][/path])"
+            )
+        return v
 
     @field_validator("injection_namespaces")
     @classmethod

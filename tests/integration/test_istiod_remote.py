@@ -334,3 +334,19 @@ def test_what_the_primary_lacks_is_a_warning_the_remote_stays_available(world: W
     assert world.reconcile() == 0
     text = "\n".join(world.status()[f"status/{EU}.yaml"]["warnings"])
     assert "EXTERNAL_ISTIOD" not in text and "does not expose port 15017" in text
+
+
+def test_spec_server_is_the_address_istiod_gets(world: World) -> None:
+    """spec.server (istioctl create-remote-secret --server) replaces the server gitmesh
+    reaches the remote by in the remote Secret; changing it rewrites the Secret."""
+    join_primary(world)
+    port = world.server.url(EU).rsplit(":", 1)[1]
+    server = f"https://localhost:{port}"
+    world.edit_remote_spec(EU, lambda d: d["spec"].update(server=server), "istiod's view")
+    assert world.reconcile() == 0
+    _, config = remote_secret(world)
+    assert config["clusters"][0]["cluster"]["server"] == server
+    world.edit_remote_spec(EU, lambda d: d["spec"].pop("server"), "gitmesh's view")
+    assert world.reconcile() == 0
+    _, config = remote_secret(world)
+    assert config["clusters"][0]["cluster"]["server"] == world.server.url(EU)

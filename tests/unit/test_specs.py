@@ -223,3 +223,33 @@ def test_github_annotations_name_files_from_the_git_root(
     out = capsys.readouterr().out.strip()
     prefix = repo.relative_to(tmp_path).as_posix()
     assert out.startswith(f"::error file={prefix}/remotes/bad.yaml,line=11,col=11,")
+
+
+@pytest.mark.parametrize(
+    ("server", "ok"),
+    [
+        ("https://api.west.example.com:6443", True),
+        ("https://192.0.2.1", True),
+        ("https://[2001:db8::1]:443/k8s", True),
+        ("http://api.west.example.com", False),
+        ("https://user:pw@api.west.example.com", False),
+        ("https://api.west.example.com:99999", False),
+        ("https://api.west.example.com/?x=1", False),
+        ("https:// api", False),
+        ("--upload-pack=x", False),
+    ],
+)
+def test_istiod_remote_server_is_an_https_url(server: str, ok: bool) -> None:
+    """spec.server is an https:// API server URL and nothing else."""
+    doc = {
+        "apiVersion": "gitmesh.io/v1alpha1",
+        "kind": "IstiodRemote",
+        "metadata": {"name": "w"},
+        "spec": {"server": server},
+    }
+    try:
+        specs.IstiodRemote.model_validate(doc)
+    except ValueError:
+        assert not ok
+    else:
+        assert ok
