@@ -1008,6 +1008,15 @@ def _add_localkube(sub: argparse._SubParsersAction[_Parser]) -> None:
         action="store_true",
         help="Deployments report their replicas ready shortly after each write",
     )
+    p.add_argument(
+        "--aggregator-routing",
+        action="store_true",
+        help="kube-apiserver only: call webhooks by Service at the Service's endpoints "
+        "(--enable-aggregator-routing), so an IstiodRemote's istiod EndpointSlice is followed "
+        "to the gateway IP; kube-apiserver then refuses ExternalName Services (gateway host "
+        "names) for webhooks. Without it, webhooks go to ClusterIPs, which route off the "
+        "machine: run it in a network namespace of its own",
+    )
 
     def run(args: argparse.Namespace) -> int:
         from gitmesh.localkube import cli

@@ -33,6 +33,12 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         print(f"gitmesh localkube: --latency names no cluster {sorted(unknown)}", file=sys.stderr)
         return 2
+    if args.aggregator_routing and args.backend != "kube-apiserver":
+        print(
+            "gitmesh localkube: --aggregator-routing needs --backend kube-apiserver",
+            file=sys.stderr,
+        )
+        return 2
     if args.backend == "kube-apiserver":
         if args.latency:
             print("gitmesh localkube: --latency needs the emulator backend", file=sys.stderr)
@@ -62,7 +68,9 @@ def run(args: argparse.Namespace) -> int:
 def _run_real(args: argparse.Namespace, names: list[str], stop: threading.Event) -> int:
     from gitmesh.localkube.apiserver import KubeAPIServer  # noqa: PLC0415 - only when chosen
 
-    with KubeAPIServer(clusters=names, access_log=args.access_log) as server:
+    with KubeAPIServer(
+        clusters=names, access_log=args.access_log, aggregator_routing=args.aggregator_routing
+    ) as server:
         server.write_kubeconfig(args.kubeconfig)
         ports = ", ".join(f"{n}=127.0.0.1:{c.port}" for n, c in server.clusters.items())
         print(

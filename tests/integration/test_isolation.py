@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -76,3 +77,63 @@ def test_a_real_kube_apiserver_calling_a_webhook_by_service_goes_nowhere(backend
             )
         assert "network is unreachable" in str(refused.value)
         assert time.monotonic() - started < 5
+
+
+def test_aggregator_routing_is_a_kube_apiserver_option_of_gitmesh_localkube(
+    tmp_path: Path,
+) -> None:
+    """`gitmesh localkube --aggregator-routing` refuses the emulator (which calls no
+    webhooks) with a clear message and exit 2."""
+    done = subprocess.run(
+        [sys.executable, "-m", "gitmesh", "localkube", "--aggregator-routing",
+         "--kubeconfig", str(tmp_path / "kc")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "--aggregator-routing needs --backend kube-apiserver" in done.stderr
+
+
+@pytest.mark.kube_apiserver_only  # what kube-apiserver is started with
+def test_gitmesh_localkube_starts_kube_apiserver_with_aggregator_routing(
+    backend: str, tmp_path: Path
+) -> None:
+    """With the flag, the real backend's kube-apiserver runs with
+    --enable-aggregator-routing=true (and without it, does not)."""
+    for flag, wanted in ((["--aggregator-routing"], True), ([], False)):
+        kc = tmp_path / f"kc{wanted}"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gitmesh", "localkube", "--backend", "kube-apiserver",
+             "--clusters", "c", "--kubeconfig", str(kc), *flag],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )  # fmt: skip
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            assert "serving" in line, line
+            apiservers = [c for c in _children(proc.pid) if c[0].endswith(b"kube-apiserver")]
+            assert apiservers
+            assert all((b"--enable-aggregator-routing=true" in c) == wanted for c in apiservers)
+        finally:
+            proc.terminate()
+            proc.wait(30)
+            assert proc.stdout is not None
+            proc.stdout.close()
+
+
+def _children(pid: int) -> list[list[bytes]]:
+    """The command lines of the processes whose parent is `pid`."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (stat.parent / "cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == pid and cmdline and cmdline[0]:
+            out.append(cmdline)
+    return out
