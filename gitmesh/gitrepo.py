@@ -35,6 +35,7 @@ from typing import Any
 import git
 
 from gitmesh.errors import SourceError, redact_url
+from gitmesh.specs import ref_name_ok
 
 DEFAULT_TIMEOUT = 120.0
 
@@ -124,6 +125,52 @@ def display_url(url: str) -> str:
     return redact_url(url)
 
 
+_SCHEMES = ("https", "http", "ssh", "git", "file")
+_SCP_LIKE = re.compile(
+    r"(?:[A-Za-z0-9._~-]+@)?[A-Za-z0-9._-]+:(?!//)[^:].*|(?:[A-Za-z0-9._~-]+@)?\[[0-9A-Fa-f:.]+\]:.+"
+)
+
+
+def check_url(url: str) -> str:
+    """`url` if it names a repository the way gitmesh supports (https, http, ssh, git or
+    file URLs, scp-like `user@host:path`, a local path), else a SourceError. git itself
+    reads more: an argument starting with `-` as an option (`--upload-pack=<command>`),
+    `<transport>::<address>` as a helper to run (`ext::<command>`)."""
+    shown = display_url(url)
+    if not url or url != url.strip() or any(ord(c) < 0x20 or ord(c) == 0x7F for c in url):
+        raise SourceError(
+            f"repository URL {shown!r} is empty or holds whitespace or control characters"
+        )
+    if url.startswith("-"):
+        raise SourceError(
+            f"repository URL {shown!r} starts with '-' (git would read it as an option)"
+        )
+    if "::" in url:
+        raise SourceError(
+            f"repository URL {shown!r}: git remote helpers (<transport>::<address>) "
+            "are not supported"
+        )
+    scheme = urllib.parse.urlsplit(url).scheme.lower() if "://" in url else ""
+    if scheme:
+        if scheme not in _SCHEMES or not url.split("://", 1)[1]:
+            raise SourceError(
+                f"repository URL {shown!r}: scheme {scheme!r} is not supported "
+                f"(use one of {', '.join(_SCHEMES)}, user@host:path, or a local path)"
+            )
+        return url
+    if ":" in url.split("/", 1)[0] and not _SCP_LIKE.fullmatch(url):
+        raise SourceError(f"repository URL {shown!r} is neither a URL, user@host:path nor a path")
+    return url
+
+
+def check_ref(name: str, what: str) -> str:
+    """`name` if it is a ref name gitmesh accepts (see `specs.ref_name_ok`), else a
+    SourceError naming `what` it is."""
+    if not ref_name_ok(name):
+        raise SourceError(f"{what} {name!r} is not a valid git branch, tag or commit name")
+    return name
+
+
 def split_credentials(url: str, auth: Auth | None) -> tuple[str, Auth | None]:
     """An http(s) URL without its `user:password@`, and the credentials moved into `auth`
     (unless a token was given anyway, which wins)."""
@@ -152,7 +199,7 @@ class Cache:
         auth: Auth | None = None,
         timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
-        url, with_credentials = split_credentials(url, auth)
+        url, with_credentials = split_credentials(check_url(url), auth)
         self.url = url
         self.auth = with_credentials or Auth()
         self.timeout = timeout
@@ -230,7 +277,7 @@ class Cache:
     def fetch(self, *refspecs: str) -> None:
         """Fetch refspecs from the remote (pruning what it deleted)."""
         try:
-            self.run("fetch", "--prune", "--no-tags", "--force", self.url, *refspecs)
+            self.run("fetch", "--prune", "--no-tags", "--force", "--", self.url, *refspecs)
         except GitFailure as e:
             # git's first line says why; the rest is advice about access rights.
             lines = str(e).strip().strip("'").splitlines()

@@ -18,7 +18,16 @@ import git
 
 from gitmesh import meshrepo, yamlload
 from gitmesh.errors import Problem, SourceError
-from gitmesh.gitrepo import Auth, Cache, GitFailure, cat_blobs, display_url, ls_tree
+from gitmesh.gitrepo import (
+    Auth,
+    Cache,
+    GitFailure,
+    cat_blobs,
+    check_ref,
+    check_url,
+    display_url,
+    ls_tree,
+)
 
 SYMLINK_MODE = 0o120000
 _SHA = re.compile(r"[0-9a-f]{7,40}")
@@ -64,14 +73,14 @@ class Source:
         timeout: float = 120.0,
         max_file_bytes: int = yamlload.MAX_FILE_BYTES,
     ) -> None:
-        self.url = local_path_url(url)
+        self.url = local_path_url(check_url(url))
         local = Path(self.url)
         if local.is_dir() and not ((local / ".git").exists() or (local / "HEAD").is_file()):
             raise SourceError(
                 f"{self.url} is a directory but not a git repository; `gitmesh validate "
                 f"{url}` checks a directory's files"
             )
-        self.revision = revision
+        self.revision = check_ref(revision, "revision")
         self.max_file_bytes = max_file_bytes
         self.cache = Cache(self.url, cache_dir=cache_dir, auth=auth, timeout=timeout)
         self.last_good: Snapshot | None = None
@@ -107,7 +116,9 @@ class Source:
             self.revision,
         ):
             try:
-                sha = self.cache.run("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+                sha = self.cache.run(
+                    "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}"
+                )
             except GitFailure:
                 continue
             if sha:
@@ -115,7 +126,7 @@ class Source:
         if fetch_by_id and _SHA.fullmatch(self.revision):
             # A commit no branch points at (a pull request's merge commit): fetch it by id.
             try:
-                self.cache.run("fetch", "--no-tags", self.url, self.revision)
+                self.cache.run("fetch", "--no-tags", "--", self.url, self.revision)
             except GitFailure:
                 pass
             else:

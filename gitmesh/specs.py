@@ -534,13 +534,20 @@ class Mesh(Strict):
     @field_validator("status_branch")
     @classmethod
     def _branch(cls, v: str) -> str:
-        if (
-            not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._/-]*", v)
-            or ".." in v
-            or v.endswith((".lock", "/"))
-        ):
+        if not ref_name_ok(v):
             raise ValueError(f"{v!r} is not a valid git branch name")
         return v
+
+
+def ref_name_ok(name: str) -> bool:
+    """Whether `name` is a branch, tag or commit name gitmesh accepts: git's rules, and
+    nothing git could read as an option or a revision expression."""
+    return bool(
+        re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._/-]*", name)
+        and ".." not in name
+        and "//" not in name
+        and not name.endswith((".lock", "/", "."))
+    )
 
 
 def remote_namespace(remote: Remote, mesh: Mesh) -> str:

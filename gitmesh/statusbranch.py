@@ -16,7 +16,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from gitmesh.errors import StatusWriteError
-from gitmesh.gitrepo import Cache, GitFailure, cat_blobs, commit_files, display_url, ls_tree
+from gitmesh.gitrepo import (
+    Cache,
+    GitFailure,
+    cat_blobs,
+    check_ref,
+    commit_files,
+    display_url,
+    ls_tree,
+)
 
 Changes = dict[str, bytes | None]
 _RETRYABLE = (
@@ -47,7 +55,7 @@ class StatusBranch:
         self, cache: Cache, branch: str, *, author: Author | None = None, attempts: int = 30
     ) -> None:
         self.cache = cache
-        self.branch = branch
+        self.branch = check_ref(branch, "status branch")
         self.author = author or Author()
         self.attempts = attempts
         self.tracking = f"refs/gitmesh/status/{branch}"
@@ -58,6 +66,7 @@ class StatusBranch:
                 "fetch",
                 "--no-tags",
                 "--force",
+                "--",
                 self.cache.url,
                 f"+refs/heads/{self.branch}:{self.tracking}",
             )
@@ -67,7 +76,7 @@ class StatusBranch:
             raise StatusWriteError(
                 f"cannot fetch {self.branch} from {display_url(self.cache.url)}: {e}"
             ) from None
-        return self.cache.run("rev-parse", self.tracking).strip()
+        return self.cache.run("rev-parse", "--verify", "--end-of-options", self.tracking).strip()
 
     def _files(self, tip: str | None) -> dict[str, bytes]:
         if tip is None:
@@ -111,7 +120,11 @@ class StatusBranch:
                 raise StatusWriteError(f"cannot commit to {self.branch}: {e}") from None
             try:
                 self.cache.run(
-                    "push", "--porcelain", self.cache.url, f"{commit}:refs/heads/{self.branch}"
+                    "push",
+                    "--porcelain",
+                    "--",
+                    self.cache.url,
+                    f"{commit}:refs/heads/{self.branch}",
                 )
                 return commit
             except GitFailure as e:

@@ -1,0 +1,82 @@
+"""Hostile peers and inputs, round three (issue 21): each case is what an adversary or a
+careless hand did on loopback, driven through the CLI, and what gitmesh must do instead
+of hanging, crashing the pass, borrowing its own rights or running a command."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.integration.conftest import World
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+
+
+# -- git arguments ---------------------------------------------------------------------
+
+HOSTILE_URLS = {
+    "option": "--upload-pack=touch {marker};",
+    "helper": "ext::sh -c touch% {marker}",
+    "helper-https": "https::ext::sh -c touch% {marker}",
+    "newline": "mesh.git\n--upload-pack=touch {marker}",
+    "scheme": "gopher://localhost/{marker}",
+}
+
+
+def _gitmesh(
+    args: list[str], env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    full = {k: v for k, v in os.environ.items() if not k.startswith("GITMESH_")}
+    return subprocess.run(
+        [sys.executable, "-m", "gitmesh", *args],
+        env={**full, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def _repo_by(entry: str, url: str, world: World) -> tuple[list[str], dict[str, str]]:
+    """The CLI arguments and environment that hand `url` to gitmesh through `entry`: the
+    --repo flag, GITMESH_REPO, or the deploy ConfigMap's data (as the Job's envFrom)."""
+    args = world.args
+    at = args.index("--repo")
+    rest = args[:at] + args[at + 2 :]
+    if entry == "flag":
+        return ["--repo", url, *rest], {}
+    if entry == "env":
+        return rest, {"GITMESH_REPO": url}
+    config = yaml.safe_load((DEPLOY / "base" / "config.yaml").read_text())
+    data = {**config["data"], "GITMESH_REPO": url, "GITMESH_CACHE_DIR": str(world.tmp / "c")}
+    data.pop("GITMESH_GIT_TOKEN_FILE")
+    return rest, data
+
+
+@pytest.mark.localkube_only  # refused before any cluster is asked: one backend is enough
+@pytest.mark.parametrize("entry", ["flag", "env", "configmap"])
+@pytest.mark.parametrize("kind", sorted(HOSTILE_URLS))
+def test_a_repository_url_never_becomes_a_git_option_or_command(
+    world: World, tmp_path: Path, entry: str, kind: str
+) -> None:
+    """Before: `--repo '--upload-pack=touch pwned;'` reached `git fetch` as an option and
+    ran the command. After: refused with the reason, exit 1, no git process started."""
+    marker = tmp_path / "pwned"
+    args, env = _repo_by(entry, HOSTILE_URLS[kind].format(marker=marker), world)
+    done = _gitmesh(["plan", *args], env)
+    assert done.returncode == 1, done.stderr
+    assert "repository URL" in done.stderr, done.stderr
+    assert not marker.exists()
+
+
+@pytest.mark.localkube_only  # refused before any cluster is asked: one backend is enough
+@pytest.mark.parametrize("flag", ["--revision", "--status-branch"])
+def test_a_revision_or_branch_never_becomes_a_git_option(world: World, flag: str) -> None:
+    done = _gitmesh(["reconcile", "--once", *world.args, f"{flag}=--output=x"])
+    assert done.returncode == 1, done.stderr
+    assert "'--output=x' is not a valid git branch, tag or commit name" in done.stderr
