@@ -156,6 +156,15 @@ def check_events(text: str, *, file: str, max_depth: int = MAX_DEPTH) -> None:
         loader.dispose()
 
 
+def _unprintable(file: str, text: str, e: yaml.reader.ReaderError) -> Problem:
+    """A character YAML does not allow (NUL, ESC from a pasted colour code), at its place."""
+    before = text[: e.position]
+    line = before.count("\n") + 1
+    col = e.position - (before.rfind("\n") + 1) + 1
+    char = e.character if isinstance(e.character, int) else ord(str(e.character)[:1] or "?")
+    return Problem(file, line, col, "", f"character {char:#04x} is not allowed in YAML")
+
+
 def load(data: bytes, *, file: str, max_bytes: int = MAX_FILE_BYTES) -> Loaded:
     """Load one YAML document safely, or raise `LoadError` naming the place."""
     if len(data) > max_bytes:
@@ -167,8 +176,11 @@ def load(data: bytes, *, file: str, max_bytes: int = MAX_FILE_BYTES) -> Loaded:
     except UnicodeDecodeError as e:
         raise LoadError(Problem(file, 1, 1, "", f"not UTF-8 text: {e.reason}")) from e
     # A syntax error is left to the composer below, which reports it with its place.
-    with contextlib.suppress(yaml.MarkedYAMLError):
-        check_events(text, file=file)
+    try:
+        with contextlib.suppress(yaml.MarkedYAMLError):
+            check_events(text, file=file)
+    except yaml.reader.ReaderError as e:
+        raise LoadError(_unprintable(file, text, e)) from e
     loader = _Loader(text)
     try:
         try:

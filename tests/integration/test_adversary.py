@@ -4,6 +4,7 @@ of hanging, crashing the pass, borrowing its own rights or running a command."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from gitmesh import cli
 from tests.integration.conftest import World
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -80,3 +82,35 @@ def test_a_revision_or_branch_never_becomes_a_git_option(world: World, flag: str
     done = _gitmesh(["reconcile", "--once", *world.args, f"{flag}=--output=x"])
     assert done.returncode == 1, done.stderr
     assert "'--output=x' is not a valid git branch, tag or commit name" in done.stderr
+
+
+# -- bad bytes and names ---------------------------------------------------------------
+
+EU = "remote-eu"
+SAMPLE = "remoteistio-sample"
+
+
+@pytest.mark.parametrize("char", ["\x00", "\x1b"])
+def test_a_control_byte_in_one_file_is_that_files_problem(
+    world: World, capsys: pytest.CaptureFixture[str], char: str
+) -> None:
+    """Before: one NUL or ESC byte (a pasted colour code) crashed validate, plan,
+    reconcile and status with a yaml ReaderError traceback. After: a file:line:col
+    problem; the other remote is reconciled and its status committed."""
+    path = world.repo.work / "remotes" / f"{EU}.yaml"
+    lines = path.read_text().splitlines(keepends=True)
+    lines.insert(1, f"# pasted {char}[31mred\n")
+    world.repo.commit({f"remotes/{EU}.yaml": "".join(lines)}, "A pasted colour code")
+    assert cli.main(["validate", str(world.repo.work)]) == 1
+    where = f"remotes/{EU}.yaml:2:10: character {ord(char):#04x} is not allowed in YAML"
+    assert where in capsys.readouterr().out
+    assert world.plan() == 1
+    assert world.reconcile() == 1
+    assert where in capsys.readouterr().err
+    status = world.status()
+    assert status[f"status/{SAMPLE}.yaml"]["state"] == "Available"
+    assert status[f"status/{EU}.yaml"]["state"] == "InvalidSpec"
+    status_args = ["status", "--repo", world.repo.url, "--cache-dir", str(world.tmp / "c")]
+    assert cli.main([*status_args, "--format", "json"]) == 0
+    rows = {r["remote"]: r for r in json.loads(capsys.readouterr().out)["remotes"]}
+    assert rows[EU]["state"] == "InvalidSpec"
