@@ -8,7 +8,9 @@ that changes nothing produces no change and no commit.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -70,14 +72,26 @@ class PassReport:
     reconciled_by: str = ""
 
 
+_UNSAFE_KEY = re.compile(r"Invalid-[0-9a-f]{12}")
+
+
+def status_key(name: str) -> str:
+    """The name a remote's files have on the branch: its own, when it is a valid object
+    name; else (a spec file named `remote-a (copy).yaml`, or with a newline) `Invalid-`
+    and a digest of it, a safe path no valid remote name can equal."""
+    if _valid_name(name):
+        return name
+    return "Invalid-" + hashlib.sha256(name.encode(errors="surrogateescape")).hexdigest()[:12]
+
+
 def status_path(name: str) -> str:
     """Where a remote's status lives on the branch."""
-    return f"{STATUS_DIR}/{name}.yaml"
+    return f"{STATUS_DIR}/{status_key(name)}.yaml"
 
 
 def endpoints_path(name: str) -> str:
     """Where a remote's endpoints snapshot lives on the branch."""
-    return f"{ENDPOINTS_DIR}/{name}.yaml"
+    return f"{ENDPOINTS_DIR}/{status_key(name)}.yaml"
 
 
 # libyaml when PyYAML has it: a pass over 1000 remotes reads and writes 2000 files.
@@ -229,7 +243,10 @@ def render(report: PassReport, current: Mapping[str, bytes], now: str) -> dict[s
     for name, remote in sorted(report.remotes.items()):
         path = status_path(name)
         before = _load(current.get(path))
-        data = dump(_status(remote, report.revision, before, now, report.reconciled_by))
+        status = _status(remote, report.revision, before, now, report.reconciled_by)
+        if status_key(name) != name:
+            status = {"specFile": f"remotes/{name}.yaml", **status}
+        data = dump(status)
         if current.get(path) != data:
             out[path] = data
         if remote.endpoints is not None:
@@ -271,11 +288,14 @@ def message(report: PassReport, changes: Mapping[str, bytes | None]) -> str:
         f"Source revision: {report.revision}",
         f"Applied: {counts[0]} created, {counts[1]} patched, {counts[2]} deleted",
     ]
+    names = {status_key(n): n for n in [*report.remotes, *report.removed]}
     touched = sorted({p.split("/", 1)[1].rsplit(".", 1)[0] for p in changes})
-    for name in touched:
+    for key in touched:
+        name = names.get(key, key)
         found = report.remotes.get(name)
+        shown = name if name == key else f"{key} (the file remotes/{name!r}.yaml)"
         if found is None:
-            lines.append(f"- {name}: removed ({report.pruned.get(name, 0)} deleted)")
+            lines.append(f"- {shown}: removed ({report.pruned.get(name, 0)} deleted)")
             continue
         applied = [
             f"{c.name} +{c.created} ~{c.patched} -{c.deleted}"
@@ -283,7 +303,7 @@ def message(report: PassReport, changes: Mapping[str, bytes | None]) -> str:
             if c.changed
         ]
         detail = f" ({'; '.join(applied)})" if applied else ""
-        lines.append(f"- {name}: {found.state}{detail}")
+        lines.append(f"- {shown}: {found.state}{detail}")
     return "\n".join(lines) + "\n"
 
 
@@ -297,7 +317,7 @@ def read_status(files: Mapping[str, bytes]) -> list[dict[str, Any]]:
         # The branch is written by gitmesh, but anyone with push access can forge it: the
         # name comes from the path and must be a valid object name, like a spec's.
         name = path[len(STATUS_DIR) + 1 : -5]
-        if not _valid_name(name):
+        if not (_valid_name(name) or _UNSAFE_KEY.fullmatch(name)):
             continue
         status = _load(files[path])
         eps = _load(files.get(endpoints_path(name))).get("services") or {}

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from gitmesh import cli
+from tests.gitutil import git
 from tests.integration.conftest import World
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -114,3 +115,30 @@ def test_a_control_byte_in_one_file_is_that_files_problem(
     assert cli.main([*status_args, "--format", "json"]) == 0
     rows = {r["remote"]: r for r in json.loads(capsys.readouterr().out)["remotes"]}
     assert rows[EU]["state"] == "InvalidSpec"
+
+
+@pytest.mark.parametrize("name", ["remote-eu (copy)", "remote\nnewline"])
+def test_a_file_name_that_cannot_be_a_status_path_freezes_nothing(
+    world: World, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    """Before: `remotes/remote-eu (copy).yaml` (a file manager's duplicate) or a newline
+    in a file name made the whole status commit refused, for every remote. After: that
+    file is reported under a safe key, named in the file and the commit message, and the
+    branch moves for the others."""
+    copy = (world.repo.work / "remotes" / f"{EU}.yaml").read_bytes()
+    world.repo.commit({f"remotes/{name}.yaml": copy}, "A duplicate")
+    world.edit_remote_spec(SAMPLE, lambda d: d["spec"].update(autoInjectionNamespaces=["x"]), "x")
+    assert world.reconcile() == 1
+    status = world.status()
+    assert status[f"status/{SAMPLE}.yaml"]["state"] == "Available"
+    assert status[f"status/{EU}.yaml"]["state"] == "Available"
+    (key,) = (p for p in status if p.startswith("status/Invalid-"))
+    assert status[key]["state"] == "InvalidSpec"
+    assert status[key]["specFile"] == f"remotes/{name}.yaml"
+    subject = git(world.repo.bare, "log", "-1", "--format=%B", "gitmesh/status")
+    assert f"{key[7:-5]} (the file remotes/{name!r}.yaml): InvalidSpec" in subject
+    capsys.readouterr()
+    status_args = ["status", "--repo", world.repo.url, "--cache-dir", str(world.tmp / "c")]
+    assert cli.main([*status_args, "--format", "json"]) == 0
+    rows = {r["remote"]: r for r in json.loads(capsys.readouterr().out)["remotes"]}
+    assert rows[key[7:-5]]["state"] == "InvalidSpec"
