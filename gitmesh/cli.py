@@ -358,6 +358,7 @@ def _settings(args: argparse.Namespace, **overrides: bool) -> reconcile.Settings
         concurrency=args.concurrency,
         allow_exec=args.allow_exec,
         allow_mass_prune=args.allow_mass_prune,
+        forget=frozenset(getattr(args, "forget", ())),
         kubeconfig_dir=args.kubeconfig_dir,
         namespace=args.namespace,
         request_timeout=args.request_timeout,
@@ -398,12 +399,6 @@ def _central(args: argparse.Namespace) -> Cluster:
     )
 
 
-def _known(branch: StatusBranch) -> list[str]:
-    from gitmesh import statusfiles
-
-    return [row["remote"] for row in statusfiles.read_status(branch.read())]
-
-
 def _pass(
     args: argparse.Namespace,
     settings: reconcile.Settings,
@@ -437,7 +432,6 @@ def _pass(
             ),
             workers=workers,
             settings=settings,
-            known=_known(branch),
             log_format=args.log_format,
             log_level=args.log_level,
         )
@@ -448,7 +442,6 @@ def _pass(
         central,
         connect=reconcile.default_connect,
         settings=settings,
-        known=_known(branch),
         progress=_progress_line() if sys.stderr.isatty() else None,
     )
     return result, branch, central
@@ -883,6 +876,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--dry-run",
         action="store_true",
         help="send every write as a server-side dry run; commit no status",
+    )
+    p.add_argument(
+        "--forget",
+        action="append",
+        default=[],
+        metavar="REMOTE",
+        type=_remote_name,
+        help="let go of a remote whose spec left the repository without pruning it (its "
+        "cluster is gone): drop it from the inventory and the status branch; repeatable",
     )
     add_lease_flags(
         p.add_argument_group("the Lease held while applying (each flag also from GITMESH_<FLAG>)")

@@ -142,7 +142,6 @@ class Demo:
             self.central,
             connect=reconcile.default_connect,
             settings=self.settings,
-            known=[r["remote"] for r in statusfiles.read_status(self.branch.read())],
         )
         report = result.report
         self.branch.write(

@@ -75,6 +75,7 @@ class Settings:
     namespace: str | None = None  # where the remotes' kubeconfig Secrets live (default: mesh)
     conflict_retries: int = 3
     allow_mass_prune: bool = False  # prune however many remotes a revision removes
+    forget: frozenset[str] = frozenset()  # removed remotes to let go of without pruning
     desired_digests: bool = False  # report digests of the desired objects (gitmesh run)
     request_timeout: float = 30.0  # every Kubernetes request (connect and read)
     remote_timeout: float = 300.0  # all of one remote's work in a pass
@@ -787,7 +788,10 @@ def prune_remote(
             RemoteReport(
                 name,
                 "ReconcileFailed",
-                message=f"cannot prune a removed remote: {message}",
+                message=(
+                    f"spec removed; pruning is pending: {message} (retried every pass; "
+                    f"`gitmesh reconcile --once --forget {name}` lets go without pruning)"
+                ),
                 error=message,
             )
         )
@@ -908,16 +912,16 @@ def run_pass(
     *,
     connect: Connect,
     settings: Settings,
-    known: Iterable[str] = (),
     only: Collection[str] | None = None,
     guard: Guard = _no_guard,
     stop: threading.Event | None = None,
     owns: Callable[[str], bool] | None = None,
     progress: Progress | None = None,
 ) -> PassResult:
-    """Reconcile every remote of `repo` (or those in `only`); prune the `known` remotes that
-    left it. `guard(name)` is held around each remote's work (so no two passes overlap on
-    one remote); once `stop` is set, remotes end after the component in flight. With
+    """Reconcile every remote of `repo` (or those in `only`); prune the remotes the
+    inventory holds that left it (`settings.forget`: let go of those without pruning).
+    `guard(name)` is held around each remote's work (so no two passes overlap on one
+    remote); once `stop` is set, remotes end after the component in flight. With
     `owns` (a replica of a shard group), only the remotes it owns are touched, and a remote
     it stops owning ends after the component in flight.
 
@@ -940,15 +944,20 @@ def run_pass(
         log.error("invalid spec", extra={"remote": name, "error": message})
         results[name] = RemoteResult(RemoteReport(name, "InvalidSpec", message=message))
     writes = not (settings.plan_only or settings.dry_run)
-    applied, _ = inventory.read(central, namespace)
-    known = set(known) | applied
+    known, _ = inventory.read(central, namespace)
     if writes:  # before anything is applied, so that a pass that dies still knows them
         inventory.update(central, namespace, add=chosen)
-    for name in sorted(set(chosen) - known):
+    for name in sorted(set(chosen) - known.applied):
         log.info("new remote", extra={"remote": name})
-    gone = sorted(known - set(repo.remotes) - set(repo.invalid))
-    _check_mass_prune(gone, known, mesh, settings)
-    gone = [name for name in gone if mine(name)]
+    gone = sorted(known.applied - set(repo.remotes) - set(repo.invalid))
+    forgotten = _forgotten(gone, settings.forget)
+    _check_mass_prune([n for n in gone if n not in forgotten], known, mesh, settings)
+    if writes and gone:
+        inventory.update(central, namespace, remove=forgotten, pruning=gone)
+    forgotten = [name for name in forgotten if mine(name)]
+    for name in forgotten:
+        log.warning("forgotten: nothing was pruned", extra={"remote": name})
+    gone = [name for name in gone if mine(name) and name not in forgotten]
     # A remote's reads go out at once: threads enough for every remote in flight.
     reads = ThreadPoolExecutor(
         max_workers=max(1, settings.concurrency) * (len(resources.MANAGED) + 1),
@@ -978,14 +987,18 @@ def run_pass(
         results.update(
             _each_remote(jobs, settings=settings, guard=guard, prefix="remote", progress=progress)
         )
-    removed = [name for name in gone if results[name].report.state == "Removed"]
+    removed = [name for name in gone if results[name].report.state == "Removed"] + forgotten
     if writes and removed:
         try:
             inventory.update(central, namespace, remove=removed)
         except errors.ClusterError as e:  # the next pass prunes them again, finding nothing
             log.warning("cannot update the inventory", extra={"error": str(e)})
     reports = {n: r.report for n, r in results.items() if r.report.state != "Removed"}
-    pruned = {name: sum(1 for i in results[name].items if i.action == "delete") for name in removed}
+    pruned = {
+        name: sum(1 for i in results[name].items if i.action == "delete")
+        for name in removed
+        if name in results
+    }
     return PassResult(
         PassReport(revision, reports, removed=tuple(removed), pruned=pruned),
         results,
@@ -1003,20 +1016,42 @@ def _interruption(
     return None
 
 
+def _forgotten(gone: Sequence[str], forget: Collection[str]) -> list[str]:
+    """The `--forget` names, each a remote whose spec left the repository (else refused:
+    forgetting a live remote would leave its objects unowned)."""
+    wrong = sorted(set(forget) - set(gone))
+    if wrong:
+        raise errors.GitmeshError(
+            f"--forget {', '.join(wrong)}: not a remote gitmesh applied to whose spec left the "
+            "repository; only those can be forgotten"
+        )
+    return sorted(forget)
+
+
 def _check_mass_prune(
-    gone: Sequence[str], known: Collection[str], mesh: specs.Mesh, settings: Settings
+    gone: Sequence[str], known: inventory.Inventory, mesh: specs.Mesh, settings: Settings
 ) -> None:
     """Refuse, before anything is applied, a revision that removes more remotes than the
-    mesh's threshold, or all of them (`git rm -r remotes` validates fine)."""
+    mesh's threshold, or all of them (`git rm -r remotes` validates fine). Remotes an
+    earlier revision removed, whose prune is pending, are not counted again."""
     limit = mesh.mass_prune_threshold
-    everything = len(known) >= 2 and len(gone) == len(known)
-    if settings.allow_mass_prune or not gone or (len(gone) <= limit and not everything):
+    new = [name for name in gone if name not in known.pruning]
+    live = len(known.applied - known.pruning)
+    everything = live >= 2 and len(new) == live
+    if settings.allow_mass_prune or not new or (len(new) <= limit and not everything):
         return
-    shown = ", ".join(gone[:5]) + (f" and {len(gone) - 5} more" if len(gone) > 5 else "")
+    shown = ", ".join(new[:5]) + (f" and {len(new) - 5} more" if len(new) > 5 else "")
+    why = (
+        f"all {live} remotes gitmesh applied to"
+        if everything
+        else f"more than massPruneThreshold ({limit}) of the {live} remotes gitmesh applied to"
+    )
+    pending = len(known.pruning)
     raise errors.MassPruneRefused(
-        f"this revision removes {len(gone)} of {len(known)} remotes ({shown}); more than "
-        f"massPruneThreshold ({limit}){' and all of them' if everything else ''}. Nothing "
-        "was applied. Restore the files, or run with --allow-mass-prune to prune them"
+        f"this revision removes {len(new)} remotes ({shown}): {why}"
+        + (f" (and {pending} removed earlier are still being pruned)" if pending else "")
+        + ". Nothing was applied. Restore the files, or run with --allow-mass-prune to "
+        "prune them"
     )
 
 

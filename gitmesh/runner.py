@@ -274,14 +274,12 @@ class Runner:
                 or (repo.mesh.status_branch if repo.mesh else "gitmesh/status"),
             )
         try:
-            known = [r["remote"] for r in statusfiles.read_status(self.branch.read())]
             result = reconcile.run_pass(
                 repo,
                 snapshot.commit,
                 self.central,
                 connect=self.connect,
                 settings=self.settings,
-                known=known,
                 only=only,
                 guard=self.guard,
                 stop=self.halt,

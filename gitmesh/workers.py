@@ -39,7 +39,6 @@ def run_pass(
     *,
     workers: int,
     settings: reconcile.Settings,
-    known: list[str],
     log_format: str,
     log_level: str,
 ) -> reconcile.PassResult:
@@ -54,7 +53,6 @@ def run_pass(
                 revision,
                 central,
                 settings=settings,
-                known=known,
                 owns=partial(_owned, tuple(members), member),
                 log=(log_format, log_level),
             )
@@ -74,7 +72,6 @@ def _work(
     central: Central,
     *,
     settings: reconcile.Settings,
-    known: list[str],
     owns: partial[bool],
     log: tuple[str, str],
 ) -> reconcile.PassResult:
@@ -92,7 +89,6 @@ def _work(
             cluster,
             connect=reconcile.default_connect,
             settings=settings,
-            known=known,
             owns=owns,
         )
 

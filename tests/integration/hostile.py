@@ -1,11 +1,12 @@
 """Misbehaving peers on loopback for the hardening tests: a server that accepts and never
-answers, one that answers every request with a fixed reply, and helpers that point a
-remote's kubeconfig Secret at them."""
+answers, one that answers every request with a fixed reply, helpers that point a remote's
+kubeconfig Secret at them, and a status branch commit forged by hand."""
 
 from __future__ import annotations
 
 import base64
 import socket
+import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,6 +16,8 @@ import yaml
 
 from gitmesh import sandbox
 from gitmesh.localkube import Server
+from tests.gitutil import git
+from tests.integration.conftest import World
 
 
 @contextmanager
@@ -102,3 +105,26 @@ def pointing_at(server: Server, remote: str, url: str) -> dict[str, Any]:
     config = server.kubeconfig(remote)
     config["clusters"][0]["cluster"]["server"] = url
     return config
+
+
+def git_in(world: World, data: bytes, *args: str) -> str:
+    """Run git in the bare repository with `data` on stdin; its output, stripped."""
+    proc = subprocess.run(
+        ["git", *args], cwd=world.repo.bare, input=data, capture_output=True, check=True
+    )
+    return proc.stdout.decode().strip()
+
+
+def forge_status(world: World, files: dict[str, bytes]) -> None:
+    """Push a status branch commit made by hand (anyone with push access can)."""
+    by_dir: dict[str, list[tuple[str, str]]] = {}
+    for path, data in files.items():
+        d, name = path.split("/", 1)
+        by_dir.setdefault(d, []).append((name, git_in(world, data, "hash-object", "-w", "--stdin")))
+    top = []
+    for d, items in by_dir.items():
+        listing = b"".join(f"100644 blob {b}\t{n}".encode() + b"\0" for n, b in items)
+        top.append(f"040000 tree {git_in(world, listing, 'mktree', '-z')}\t{d}".encode() + b"\0")
+    tree = git_in(world, b"".join(top), "mktree", "-z")
+    commit = git(world.repo.bare, "commit-tree", tree, "-m", "forged")
+    git(world.repo.bare, "update-ref", "refs/heads/gitmesh/status", commit)

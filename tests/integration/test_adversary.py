@@ -16,6 +16,7 @@ import yaml
 from gitmesh import cli
 from tests.gitutil import git
 from tests.integration.conftest import World
+from tests.integration.hostile import forge_status, pointing_at, set_kubeconfig
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 
@@ -142,3 +143,49 @@ def test_a_file_name_that_cannot_be_a_status_path_freezes_nothing(
     assert cli.main([*status_args, "--format", "json"]) == 0
     rows = {r["remote"]: r for r in json.loads(capsys.readouterr().out)["remotes"]}
     assert rows[key[7:-5]]["state"] == "InvalidSpec"
+
+
+# -- who is known, who is removed ------------------------------------------------------
+
+
+def test_forged_status_files_are_no_remotes(world: World) -> None:
+    """Before: six forged `status/ghost-*.yaml` pushed to the status branch made every pass
+    a refused "mass prune". After: known remotes come from the inventory on central; the
+    pass applies the change."""
+    assert world.reconcile() == 0
+    forge_status(world, {f"status/ghost-{i}.yaml": b"state: Available\n" for i in range(6)})
+    world.edit_remote_spec(EU, lambda d: d["spec"].update(autoInjectionNamespaces=["x"]), "x")
+    assert world.reconcile() == 0
+    assert world.status()[f"status/{EU}.yaml"]["lastAppliedRevision"] == world.repo.head
+
+
+def test_a_pending_prune_is_not_counted_again_and_can_be_let_go(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: a remote removed earlier whose prune was pending (its cluster unreachable)
+    made the next single removal "2 of 2 remotes ... all of them", and nothing let go of
+    a cluster that no longer exists. After: the pending prune is reported as such and not
+    counted; `reconcile --once --forget` drops it without pruning."""
+    assert world.reconcile() == 0
+    set_kubeconfig(world.server, EU, pointing_at(world.server, EU, "http://127.0.0.1:9"))
+    world.repo.commit({f"remotes/{EU}.yaml": None}, "remote-eu is decommissioned")
+    assert world.reconcile() == 1
+    eu = world.status()[f"status/{EU}.yaml"]
+    assert eu["state"] == "ReconcileFailed"
+    assert "spec removed; pruning is pending" in eu["message"]
+    assert f"--forget {EU}" in eu["message"]
+    world.repo.commit({f"remotes/{SAMPLE}.yaml": None}, "the sample leaves too")
+    capsys.readouterr()
+    assert world.reconcile() == 1  # remote-eu is still pending
+    assert "massPruneThreshold" not in capsys.readouterr().err
+    assert world.names(SAMPLE, "deployments", "istio-system", group="apps") == []
+    assert f"status/{SAMPLE}.yaml" not in world.status()
+    assert world.reconcile("--forget", SAMPLE) == 1
+    assert "--forget remoteistio-sample: not a remote gitmesh applied to" in (
+        capsys.readouterr().err
+    )
+    assert world.reconcile("--forget", EU) == 0
+    assert f"status/{EU}.yaml" not in world.status()
+    data = world.get("central", "configmaps", "istio-system", "gitmesh-inventory")["data"]
+    assert data == {"remotes": ""}
+    assert world.reconcile() == 0

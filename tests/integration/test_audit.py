@@ -118,7 +118,10 @@ def test_removing_every_remote_is_refused_unless_allowed(
     before = world.writes()
     assert world.reconcile() == 1
     err = capsys.readouterr().err
-    assert "removes 2 of 2 remotes" in err and "--allow-mass-prune" in err
+    assert (
+        "removes 2 remotes (remote-eu, remoteistio-sample): all 2 remotes gitmesh" in err
+        and "--allow-mass-prune" in err
+    )
     assert world.writes() == before
     assert "istio-citadel" in world.names(EU, "deployments", NS, group="apps")
     assert world.plan() == 1  # plan says so too

@@ -8,7 +8,6 @@ import base64
 import http.client
 import json
 import signal
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ from tests.gitutil import git
 from tests.integration.conftest import TOKEN, World
 from tests.integration.hostile import (
     fixed_reply_server,
+    forge_status,
     pointing_at,
     set_kubeconfig,
     silent_server,
@@ -328,36 +328,11 @@ def test_a_directory_where_a_remote_file_should_be_is_invalid_not_absent(world: 
     assert world.writes(EU) == writes
 
 
-def _git_in(world: World, data: bytes, *args: str) -> str:
-    """Run git in the bare repository with `data` on stdin; its output, stripped."""
-    proc = subprocess.run(
-        ["git", *args], cwd=world.repo.bare, input=data, capture_output=True, check=True
-    )
-    return proc.stdout.decode().strip()
-
-
-def _forge_status(world: World, files: dict[str, bytes]) -> None:
-    """Push a status branch commit made by hand (anyone with push access can)."""
-    by_dir: dict[str, list[tuple[str, str]]] = {}
-    for path, data in files.items():
-        d, name = path.split("/", 1)
-        by_dir.setdefault(d, []).append(
-            (name, _git_in(world, data, "hash-object", "-w", "--stdin"))
-        )
-    top = []
-    for d, items in by_dir.items():
-        listing = b"".join(f"100644 blob {b}\t{n}".encode() + b"\0" for n, b in items)
-        top.append(f"040000 tree {_git_in(world, listing, 'mktree', '-z')}\t{d}".encode() + b"\0")
-    tree = _git_in(world, b"".join(top), "mktree", "-z")
-    commit = git(world.repo.bare, "commit-tree", tree, "-m", "forged")
-    git(world.repo.bare, "update-ref", "refs/heads/gitmesh/status", commit)
-
-
 def test_forged_status_branch_names_reach_no_path(world: World, tmp_path: Path) -> None:
     """Names read back from the status branch are validated like spec names: a forged
     `name: ../../kube-system/secrets/victim` or a file name carrying a fast-import command
     reaches no API path, no file path and no git tree."""
-    _forge_status(
+    forge_status(
         world,
         {
             "status/ghost.yaml": b"name: ../../kube-system/secrets/victim\nstate: Available\n",
