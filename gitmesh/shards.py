@@ -160,9 +160,13 @@ class Membership:
         others: set[str] = set()
         names = set()
         for lease in leases:
-            name = lease["metadata"]["name"]
-            spec = lease.get("spec") or {}
-            holder = str(spec.get("holderIdentity") or "")
+            name = str((lease.get("metadata") or {}).get("name") or "")
+            spec = lease.get("spec")
+            holder = spec.get("holderIdentity") if isinstance(spec, dict) else None
+            if not name or not isinstance(spec, dict) or not isinstance(holder, str | None):
+                logs.get().warning("ignoring a malformed member Lease", extra={"lease": name})
+                continue
+            holder = holder or ""
             names.add(name)
             if not holder or name == self.lease_name:
                 continue
@@ -170,7 +174,9 @@ class Membership:
             seen = self._seen.get(name)
             if seen is None or seen[0] != record:
                 seen = self._seen[name] = (record, now)
-            duration = float(spec.get("leaseDurationSeconds") or self.lease_duration)
+            # gitmesh's own lease duration, never the Lease's self-declared one: anyone who
+            # can create Leases here could otherwise hold a share of the remotes forever.
+            duration = self.lease_duration
             if now - seen[1] < duration:
                 others.add(holder)
             elif now - seen[1] > GC_AFTER * duration:

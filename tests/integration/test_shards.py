@@ -243,3 +243,27 @@ def test_membership_settles_expires_and_leaves(world: World) -> None:
     assert b.members() == ("b",) and all(b.owns(r) for r in shared)
     b.stop()
     assert member_leases(world, "unit") == ["unit-a"]
+
+
+def test_a_forged_member_lease_expires_on_gitmeshs_clock(world: World) -> None:
+    """Before: a Lease in the group made by anyone who can create Leases there, with
+    `leaseDurationSeconds: 2147483647`, kept its share of the remotes forever; one with
+    `"abc"` (the emulator stores it) killed the membership thread. After: a member lives
+    by gitmesh's own lease duration; a malformed one is ignored."""
+    store = world.store("central")
+    kind = store.kind("coordination.k8s.io", "v1", "leases")
+    forged = {"holderIdentity": "evil", "leaseDurationSeconds": 2147483647}
+    spec = {**forged, "renewTime": "2026-01-01T00:00:00.000000Z"}
+    labels = {shards.GROUP_LABEL: "unit"}
+    store.create(kind, NS, {"metadata": {"name": "unit-evil", "labels": labels}, "spec": spec})
+    if not world.real:
+        bad = {**spec, "holderIdentity": "bad", "leaseDurationSeconds": "abc"}
+        store.create(kind, NS, {"metadata": {"name": "unit-bad", "labels": labels}, "spec": bad})
+    duration = 1.0
+    (a,) = members(world, "a", duration=duration)
+    for _ in range(3):  # first seen, it is given one lease duration
+        a.tick()
+        time.sleep(duration / 2 + 0.05)
+    a.tick()
+    assert a.members() == ("a",)
+    assert all(a.owns(f"remote-{i}") for i in range(20))
