@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from gitmesh import meshrepo, schema
-from gitmesh.errors import GitmeshError, Problem
+from gitmesh.errors import Forbidden, GitmeshError, Problem
 
 if TYPE_CHECKING:
     from gitmesh import reconcile
@@ -578,8 +578,14 @@ def _hold_lease(args: argparse.Namespace, repo: meshrepo.Repo, held: contextlib.
     elector.start()
     held.callback(elector.stop, release=True)
     # A holder that stopped renewing is taken over after one lease duration.
-    if elector.wait_for_leadership(args.lease_duration + 2 * args.retry_period):
-        return True
+    try:
+        if elector.wait_for_leadership(args.lease_duration + 2 * args.retry_period):
+            return True
+    except Forbidden as e:
+        raise GitmeshError(
+            f"cannot take the Lease {elector.namespace}/{elector.name} (get, create and "
+            f"update on leases.coordination.k8s.io are needed): {e}"
+        ) from None
     print(
         f"gitmesh reconcile: another gitmesh holds the Lease {elector.namespace}/"
         f"{elector.name}; skipping this pass",

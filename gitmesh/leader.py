@@ -53,6 +53,7 @@ class Elector:
         self._observed_at = 0.0
         self._last_renew = 0.0
         self._thread: threading.Thread | None = None
+        self.forbidden: errors.Forbidden | None = None  # the last answer, when it was 401/403
 
     def is_leader(self) -> bool:
         """Whether this process holds the lease (and renewed it recently enough)."""
@@ -61,8 +62,15 @@ class Elector:
         return time.monotonic() - self._last_renew < self.lease_duration
 
     def wait_for_leadership(self, timeout: float) -> bool:
-        """Block until leader (True) or timeout (False)."""
-        return self._leader.wait(timeout)
+        """Block until leader (True) or timeout (False); a Lease gitmesh may not read or
+        write is `errors.Forbidden`, at once (not "someone else holds it")."""
+        deadline = time.monotonic() + timeout
+        while not self._leader.wait(min(0.05, max(0.0, deadline - time.monotonic()))):
+            if self.forbidden is not None:
+                raise self.forbidden
+            if time.monotonic() >= deadline:
+                return False
+        return True
 
     def start(self) -> None:
         """Start campaigning."""
@@ -96,7 +104,10 @@ class Elector:
         while not self._stop.is_set():
             try:
                 self._set(self._try())
+                self.forbidden = None
             except errors.ClusterError as e:
+                if isinstance(e, errors.Forbidden):
+                    self.forbidden = e
                 logs.get().warning(
                     "leader election request failed",
                     extra={"error": str(e), "identity": self.identity},
@@ -142,9 +153,7 @@ class Elector:
             new = self._spec(
                 transitions=int(spec.get("leaseTransitions", 0)), acquired=spec.get("acquireTime")
             )
-        elif holder and now - self._observed_at < float(
-            spec.get("leaseDurationSeconds", self.lease_duration)
-        ):
+        elif holder and now - self._observed_at < self.lease_duration:  # ours, as client-go
             return False
         else:
             new = self._spec(transitions=int(spec.get("leaseTransitions", 0)) + 1)

@@ -189,3 +189,22 @@ def test_a_pending_prune_is_not_counted_again_and_can_be_let_go(
     data = world.get("central", "configmaps", "istio-system", "gitmesh-inventory")["data"]
     assert data == {"remotes": ""}
     assert world.reconcile() == 0
+
+
+# -- identity and rights ---------------------------------------------------------------
+
+
+@pytest.mark.localkube_only  # the emulator answers 403 on demand
+def test_a_forbidden_lease_is_an_error_not_someone_elses_turn(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: with the Lease forbidden (RBAC misconfigured), `reconcile --once` said
+    "another gitmesh holds the Lease ...; skipping this pass" and exited 0: a CronJob that
+    never reconciles and always succeeds. After: exit 1, naming the verbs and resource."""
+    world.server.inject(cluster="central", verb="get", resource="leases", status=403, count=None)
+    before = world.writes()
+    assert world.reconcile("--lease-duration", "2s", "--retry-period", "1s") == 1
+    err = capsys.readouterr().err
+    assert "cannot take the Lease istio-system/gitmesh" in err
+    assert "leases.coordination.k8s.io" in err and "another gitmesh holds" not in err
+    assert world.writes() == before
