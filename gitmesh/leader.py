@@ -153,7 +153,9 @@ class Elector:
             new = self._spec(
                 transitions=int(spec.get("leaseTransitions", 0)), acquired=spec.get("acquireTime")
             )
-        elif holder and now - self._observed_at < self.lease_duration:  # ours, as client-go
+        elif holder and now - self._observed_at < float(
+            spec.get("leaseDurationSeconds", self.lease_duration)
+        ):
             return False
         else:
             new = self._spec(transitions=int(spec.get("leaseTransitions", 0)) + 1)
