@@ -216,6 +216,19 @@ def _duration(*, minimum: float) -> Callable[[str], float]:
     return parse
 
 
+def _size(text: str) -> int:
+    """An argparse type for a byte size as a Kubernetes quantity (16Mi, 1G, 65536)."""
+    from gitmesh import quantity
+
+    try:
+        value = quantity.parse(text)[0]
+    except quantity.QuantityError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    if value < 1024:
+        raise argparse.ArgumentTypeError(f"{text!r}: a size of at least 1Ki")
+    return int(value)
+
+
 def _one_of(*choices: str) -> Callable[[str], str]:
     """An argparse type for a fixed set of words. Unlike `choices`, it also checks a
     default taken from a GITMESH_* variable (argparse converts string defaults by `type`)."""
@@ -287,6 +300,14 @@ def add_cluster_flags(p: argparse.ArgumentParser) -> None:
         default=_env("REQUEST_TIMEOUT") or "30s",
         metavar="DURATION",
         help="limit of every Kubernetes request, as kubectl's flag: 30s, 1m (default: 30s)",
+    )
+    g.add_argument(
+        "--max-response-size",
+        type=_size,
+        default=_env("MAX_RESPONSE_SIZE") or "16Mi",
+        metavar="SIZE",
+        help="largest answer read from an API server, as a quantity: 16Mi, 64Mi; past it "
+        "that remote fails (default: 16Mi)",
     )
     g.add_argument(
         "--remote-timeout",
@@ -363,6 +384,7 @@ def _settings(args: argparse.Namespace, **overrides: bool) -> reconcile.Settings
         namespace=args.namespace,
         request_timeout=args.request_timeout,
         remote_timeout=args.remote_timeout,
+        max_response=args.max_response_size,
         **overrides,
     )
 

@@ -6,19 +6,29 @@ kind and every patch carries an explicit content type. Errors become the `Cluste
 tree at this boundary; 429 and 5xx and dropped connections are retried with backoff that
 honours Retry-After, bounded; server messages are cut before they travel.
 
-Every request has a deadline. The client honours `_request_timeout` only as an int or a
-`(connect, read)` tuple (a float is silently dropped), so it always gets a tuple; and a
-`Cluster` can carry an absolute `deadline` (the remote's share of a pass) that caps each
-request and refuses to start one once it has passed. Whatever the transport raises, even
-what the client does not expect (a 200 that is HTML, a header it cannot send), leaves this
-module as a `ClusterError` whose message holds no credentials.
+Every request has a deadline on the whole exchange, and every answer a size bound. The
+client's timeouts are per socket operation (a server sending a byte a second never times
+out), so each request is an `_Exchange`: the connections it uses are known to a watchdog
+thread that shuts their sockets when its time is up, and its body is read through a
+counter that fails it past `max_response` bytes, before the client buffers the rest (it
+reads error bodies whole, too). A `Cluster` can carry an absolute `deadline` (the
+remote's share of a pass) that caps each exchange and refuses to start one once it has
+passed. Whatever the transport raises, even what the client does not expect (a 200 that is
+HTML, a header it cannot send), leaves this module as a `ClusterError` that names what
+happened (refused, reset, DNS, TLS, timeout, too large) and holds no credentials.
 """
 
 from __future__ import annotations
 
 import builtins
+import contextlib
+import errno
+import heapq
+import itertools
 import json
 import random
+import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -27,6 +37,7 @@ from typing import Any
 
 import kubernetes
 import urllib3
+from urllib3.connection import HTTPConnection, HTTPSConnection
 
 from gitmesh import __version__, errors, kubeconfigs
 from gitmesh.resources import Resource
@@ -35,6 +46,9 @@ Obj = dict[str, Any]
 CONNECT_TIMEOUT = 10.0
 USER_AGENT = f"gitmesh/{__version__}"
 POOL_SIZE = 16
+# The largest answer read: a page of 500 of gitmesh's objects, or of namespaces, is far
+# below it (an object is at most 1.5 MiB in etcd, and gitmesh's are a few KiB).
+MAX_RESPONSE = 16 * 1024 * 1024
 JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
 
@@ -80,14 +94,227 @@ def _decode(resp: Any, what: str) -> Any:
         ) from None
 
 
-def _timed_out(e: BaseException) -> bool:
-    return isinstance(e, urllib3.exceptions.TimeoutError | TimeoutError) or "timed out" in str(e)
+# -- bounded exchanges ----------------------------------------------------------------------
 
 
-def _transport_message(name: str, e: BaseException, limit: float) -> str:
-    if _timed_out(e):
-        return f"timed out: {name} did not answer within {limit:g}s"
-    return f"cannot reach {name}: {type(e).__name__}: {errors.cut(errors.scrub(str(e)), 160)}"
+class _TooLarge(OSError):
+    """An answer past the size bound (an OSError, so the client reports it as a broken
+    connection and drops the connection)."""
+
+
+class _Exchange:
+    """One request: its deadline, its size bound, the connections it used; `expire` shuts
+    their sockets (what a blocked read needs to return)."""
+
+    def __init__(self, deadline: float, cap: int | None) -> None:
+        self.deadline = deadline
+        self.cap = cap
+        self.expired = False
+        self.too_large = False
+        self.done = False
+        self._conns: list[HTTPConnection] = []
+        self._lock = threading.Lock()
+
+    def attach(self, conn: HTTPConnection) -> None:
+        with self._lock:
+            if conn not in self._conns:
+                self._conns.append(conn)
+            if self.expired:
+                _shut(conn)
+
+    def expire(self) -> None:
+        with self._lock:
+            if self.done:
+                return
+            self.expired = True
+            for conn in self._conns:
+                _shut(conn)
+
+    def finish(self) -> None:
+        with self._lock:
+            self.done = True
+            self._conns.clear()
+
+
+def _shut(conn: HTTPConnection) -> None:
+    sock = conn.sock
+    if sock is not None:
+        # socket.socket's, not SSLSocket's (which drops its TLS state under a reader).
+        with contextlib.suppress(OSError):
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+class _Watchdog:
+    """One daemon thread expiring exchanges at their deadlines."""
+
+    def __init__(self) -> None:
+        self._due: list[tuple[float, int, _Exchange]] = []
+        self._seq = itertools.count()
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, exchange: _Exchange) -> None:
+        with self._cond:
+            heapq.heappush(self._due, (exchange.deadline, next(self._seq), exchange))
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="gitmesh-deadlines", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify()
+
+    def _run(self) -> None:
+        with self._cond:
+            while True:
+                now = time.monotonic()
+                while self._due and self._due[0][0] <= now:
+                    heapq.heappop(self._due)[2].expire()
+                self._cond.wait(self._due[0][0] - now if self._due else None)
+
+
+_WATCHDOG = _Watchdog()
+_current = threading.local()  # the exchange this thread's request belongs to
+
+
+class _CappedBody:
+    """A response's socket file that fails a read past the exchange's size bound."""
+
+    def __init__(self, fp: Any, exchange: _Exchange) -> None:
+        self._fp = fp
+        self._exchange = exchange
+        self._left = exchange.cap or 0
+
+    def _allow(self, n: int | None) -> int:
+        if self._left < 0:
+            raise _TooLarge("the answer is too large")
+        return self._left + 1 if n is None or n < 0 or n > self._left else n
+
+    def _count(self, data: bytes | int) -> None:
+        self._left -= data if isinstance(data, int) else len(data)
+        if self._left < 0:
+            self._exchange.too_large = True
+            raise _TooLarge("the answer is too large")
+
+    def read(self, n: int | None = -1) -> bytes:
+        data: bytes = self._fp.read(self._allow(n))
+        self._count(data)
+        return data
+
+    def read1(self, n: int = -1) -> bytes:
+        data: bytes = self._fp.read1(self._allow(n))
+        self._count(data)
+        return data
+
+    def readline(self, limit: int = -1) -> bytes:
+        data: bytes = self._fp.readline(self._allow(limit))
+        self._count(data)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer)
+        got: int = self._fp.readinto(view[: self._allow(len(view))])
+        self._count(got)
+        return got
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fp, name)
+
+
+class _Bounded(HTTPConnection):
+    """A connection that joins the calling thread's exchange and reads bounded bodies."""
+
+    def _join(self) -> _Exchange | None:
+        exchange: _Exchange | None = getattr(_current, "exchange", None)
+        if exchange is not None:
+            exchange.attach(self)
+        return exchange
+
+    def connect(self) -> None:
+        self._join()
+        super().connect()
+        self._join()  # now with a socket to shut
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        self._join()
+        super().request(*args, **kwargs)
+
+    def getresponse(self) -> Any:
+        resp = super().getresponse()
+        exchange = self._join()
+        if exchange is not None and exchange.cap is not None:
+            length = resp.headers.get("Content-Length", "")
+            if length.isdigit() and int(length) > exchange.cap:
+                exchange.too_large = True
+                resp.release_conn()
+                self.close()
+                raise urllib3.exceptions.ProtocolError("the answer is too large")
+            original = resp._original_response  # the only handle on the body's file
+            if original is not None and original.fp is not None:
+                original.fp = _CappedBody(original.fp, exchange)  # type: ignore[assignment]
+        return resp
+
+
+class _BoundedHTTP(_Bounded, HTTPConnection):
+    pass
+
+
+class _BoundedHTTPS(_Bounded, HTTPSConnection):
+    pass
+
+
+class _HTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _BoundedHTTP
+
+
+class _HTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _BoundedHTTPS
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:g} MiB" if n >= 2**20 else f"{n / 2**10:g} KiB"
+
+
+def _causes(e: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [e]
+    while todo:
+        cur = todo.pop()
+        if cur is None or id(cur) in seen:
+            continue
+        seen.add(id(cur))
+        yield cur
+        todo += [cur.__cause__, cur.__context__]
+        todo += [a for a in getattr(cur, "args", ()) if isinstance(a, BaseException)]
+
+
+def _failure(e: BaseException, exchange: _Exchange) -> tuple[str, str]:
+    """What went wrong with an exchange: (kind, words), kind one of timeout, too-large,
+    dns, refused, reset, unreachable, tls, other."""
+    if exchange.too_large:
+        return "too-large", ""
+    if exchange.expired:
+        return "timeout", ""
+    chain = list(_causes(e))
+    if any(isinstance(c, urllib3.exceptions.NameResolutionError | socket.gaierror) for c in chain):
+        return "dns", "its API server's host name does not resolve"
+    if any(isinstance(c, ConnectionRefusedError) for c in chain):
+        return "refused", "connection refused (nothing listens at its API server's address)"
+    if any(isinstance(c, ssl.SSLError | urllib3.exceptions.SSLError) for c in chain):
+        reason = next((str(c) for c in chain if isinstance(c, ssl.SSLError)), "")
+        return "tls", f"TLS failure: {errors.cut(errors.scrub(reason), 160) or 'handshake failed'}"
+    if any(
+        isinstance(c, urllib3.exceptions.ReadTimeoutError | TimeoutError | socket.timeout)
+        or type(c) is urllib3.exceptions.ConnectTimeoutError
+        for c in chain
+    ):
+        return "timeout", ""
+    if any(isinstance(c, ConnectionResetError | BrokenPipeError) for c in chain):
+        return "reset", "the connection was reset"
+    if any(
+        isinstance(c, OSError) and c.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH) for c in chain
+    ):
+        return "unreachable", "network is unreachable (no route to its API server)"
+    return "other", f"{type(e).__name__}: {errors.cut(errors.scrub(str(e)), 160)}"
 
 
 class Cluster:
@@ -141,6 +368,12 @@ class Cluster:
         # connection for each, rather than the default of five per core.
         config.connection_pool_maxsize = POOL_SIZE
         self.api = kubernetes.client.ApiClient(config)
+        # Connections that join each request's exchange (its deadline and size bound).
+        self.api.rest_client.pool_manager.pool_classes_by_scheme = {
+            "http": _HTTPPool,
+            "https": _HTTPSPool,
+        }
+        self.max_response = MAX_RESPONSE
         # What audit logs attribute the requests to (kubectl sends kubectl/<version>).
         self.api.user_agent = user_agent or USER_AGENT
 
@@ -183,9 +416,15 @@ class Cluster:
         stream: bool = False,
         timeout: float | None = None,
     ) -> Any:
+        """One request, retried as the answer allows. With `stream`, the open response and
+        its exchange (the caller finishes it); else the decoded body."""
         attempt = 0
         while True:
             limit = self._time_left(what, timeout or self.timeout)
+            exchange = _Exchange(time.monotonic() + limit, None if stream else self.max_response)
+            _WATCHDOG.watch(exchange)
+            _current.exchange = exchange
+            handed = False
             try:
                 resp = self.api.call_api(
                     path,
@@ -198,23 +437,39 @@ class Cluster:
                     _return_http_data_only=True,
                     _request_timeout=(min(limit, CONNECT_TIMEOUT), limit),
                 )
-                self._count(method, 200)
                 if stream:
-                    return resp
-                return _decode(resp, what)
+                    self._count(method, 200)
+                    handed = True
+                    return resp, exchange
+                decoded = _decode(resp, what)
+                self._count(method, 200)
+                return decoded
             except kubernetes.client.ApiException as e:
                 self._count(method, int(e.status or 0))
+                if not e.status:  # the client's SSLError, as ApiException(status=0)
+                    tls = str(e.reason or "").partition("\n")[2]
+                    raise errors.Unavailable(
+                        f"{what}: TLS failure: {errors.cut(errors.scrub(tls), 160)}"
+                    ) from None
                 err = _status_error(e, what)
                 if not isinstance(err, errors.Unavailable) or attempt >= self.retries:
                     raise err from None
                 delay = self._retry_after(e) or self.backoff * (2**attempt)
             except (urllib3.exceptions.HTTPError, OSError) as e:
                 self._count(method, 0)
+                kind, words = _failure(e, exchange)
+                if kind == "too-large":
+                    raise errors.ClusterError(
+                        f"{what}: {self.name} answered more than "
+                        f"{_size(self.max_response)} (--max-response-size)"
+                    ) from None
                 # A server that let a request time out is retried once, not `retries` times.
-                timed_out = _timed_out(e)
-                if attempt >= (min(self.retries, 1) if timed_out else self.retries):
-                    message = _transport_message(self.name, e, limit)
-                    raise errors.Unavailable(f"{what}: {message}") from None
+                if attempt >= (min(self.retries, 1) if kind == "timeout" else self.retries):
+                    if kind == "timeout":
+                        words = f"timed out: {self.name} did not answer within {limit:g}s"
+                    else:
+                        words = f"cannot reach {self.name} ({self.server}): {words}"
+                    raise errors.Unavailable(f"{what}: {words}") from None
                 delay = self.backoff * (2**attempt)
             except (ValueError, TypeError, LookupError) as e:
                 # The client could not even send the request (a header value it refuses...):
@@ -222,6 +477,10 @@ class Cluster:
                 raise errors.ClusterError(
                     f"{what}: the request could not be sent ({type(e).__name__})"
                 ) from None
+            finally:
+                _current.exchange = None
+                if not handed:
+                    exchange.finish()
             attempt += 1
             self.sleep(min(delay, 10.0) * random.uniform(0.8, 1.2))  # noqa: S311 - jitter
 
@@ -424,7 +683,7 @@ class Cluster:
         }
         if label_selector:
             query["labelSelector"] = label_selector
-        resp = self._call(
+        resp, exchange = self._call(
             "GET",
             res.path(namespace),
             query=query,
@@ -436,6 +695,11 @@ class Cluster:
             buffer = b""
             for chunk in resp.stream(4096, decode_content=False):
                 buffer += chunk
+                if len(buffer) > self.max_response:
+                    raise errors.ClusterError(
+                        f"watch {res.plural} on {self.name}: an event of more than "
+                        f"{_size(self.max_response)} (--max-response-size)"
+                    )
                 while b"\n" in buffer:
                     line, buffer = buffer.split(b"\n", 1)
                     if not line.strip():
@@ -450,8 +714,13 @@ class Cluster:
                         )
                     yield event
         except (urllib3.exceptions.HTTPError, OSError) as e:
+            if exchange.expired:
+                raise errors.Unavailable(
+                    f"watch {res.plural} on {self.name}: timed out after {timeout_seconds + 10}s"
+                ) from None
             raise errors.Unavailable(
                 f"watch {res.plural} on {self.name} broke: {type(e).__name__}"
             ) from None
         finally:
+            exchange.finish()
             resp.release_conn()

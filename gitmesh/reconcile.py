@@ -79,6 +79,7 @@ class Settings:
     desired_digests: bool = False  # report digests of the desired objects (gitmesh run)
     request_timeout: float = 30.0  # every Kubernetes request (connect and read)
     remote_timeout: float = 300.0  # all of one remote's work in a pass
+    max_response: int = 16 * 1024 * 1024  # the largest answer read (cluster.MAX_RESPONSE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,6 +268,7 @@ def _connected(
     """A connection to the remote whose requests end by the remote's deadline."""
     with connect(name, config) as remote:
         remote.timeout = settings.request_timeout
+        remote.max_response = settings.max_response
         remote.deadline = time.monotonic() + settings.remote_timeout
         try:
             yield remote
@@ -320,7 +322,9 @@ def observe_remote(remote: Cluster, name: str, reads: Executor | None = None) ->
         futures = [reads.submit(managed, res) for res in resources.MANAGED]
         pending = reads.submit(every_namespace)
         # Every read ends (each has the remote's deadline) before the first error is raised.
-        wait([*futures, pending])
+        left = None if remote.deadline is None else remote.deadline - time.monotonic() + 30.0
+        if wait([*futures, pending], timeout=left).not_done:
+            raise errors.Unavailable(f"timed out: {name}'s reads did not end with its deadline")
         listed = [f.result() for f in futures]
         namespaces = pending.result()
     for res, objs in zip(resources.MANAGED, listed, strict=True):
@@ -894,15 +898,34 @@ def _each_remote(
     progress: Progress | None = None,
 ) -> dict[str, RemoteResult]:
     """Run one job per remote in a bounded thread pool, each under its remote's guard;
-    `progress(done, total)` after each."""
-    with ThreadPoolExecutor(
-        max_workers=max(1, settings.concurrency), thread_name_prefix=prefix
-    ) as pool:
+    `progress(done, total)` after each. Every remote's requests end by its deadline, so the
+    pool is waited on for its rounds of `remote_timeout` and a minute; a remote still
+    running then (stuck outside a request) is ReconcileFailed and left behind."""
+    pool = ThreadPoolExecutor(max_workers=max(1, settings.concurrency), thread_name_prefix=prefix)
+    rounds = -(-max(len(jobs), 1) // max(settings.concurrency, 1))
+    limit = settings.remote_timeout * rounds + 60.0
+    try:
         futures = {name: pool.submit(_guarded, guard, name, job) for name, job in jobs.items()}
-        if progress is not None:
-            for done, _ in enumerate(as_completed(futures.values()), 1):
-                progress(done, len(futures))
-        return {name: fut.result() for name, fut in futures.items()}
+        done = 0
+        try:
+            for _ in as_completed(futures.values(), timeout=limit):
+                done += 1
+                if progress is not None:
+                    progress(done, len(futures))
+        except TimeoutError:
+            logs.get().error("remotes still running at the pass's limit", extra={"limit": limit})
+        out = {}
+        for name, fut in futures.items():
+            if fut.done():
+                out[name] = fut.result()
+            else:
+                message = f"{name}'s work did not end within the pass's limit ({limit:g}s)"
+                out[name] = RemoteResult(
+                    RemoteReport(name, "ReconcileFailed", message=message, error=message)
+                )
+        return out
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def run_pass(

@@ -1,6 +1,7 @@
 """Misbehaving peers on loopback for the hardening tests: a server that accepts and never
-answers, one that answers every request with a fixed reply, helpers that point a remote's
-kubeconfig Secret at them, and a status branch commit forged by hand."""
+answers, one that answers every request with a fixed reply, one that trickles its answer
+a byte a second, one that floods an endless body, helpers that point a remote's kubeconfig
+Secret at them, and a status branch commit forged by hand."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import base64
 import socket
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -84,6 +86,60 @@ def fixed_reply_server(
 
     with _listening(answer) as url:
         yield url, seen
+
+
+def _each_in_a_thread(handle: Callable[[socket.socket], None]) -> Callable[[socket.socket], None]:
+    def start(conn: socket.socket) -> None:
+        threading.Thread(target=handle, args=(conn,), daemon=True).start()
+
+    return start
+
+
+@contextmanager
+def trickle_server(head: bytes, *, slow_head: bool) -> Iterator[str]:
+    """An HTTP server that sends `head` (a byte a second if `slow_head`, else at once),
+    then a space a second forever: every read a client makes succeeds, however short its
+    read timeout."""
+
+    def answer(conn: socket.socket) -> None:
+        with conn:
+            try:
+                conn.recv(65536)
+                for i in range(len(head)) if slow_head else ():
+                    conn.sendall(head[i : i + 1])
+                    time.sleep(1)
+                conn.sendall(b"" if slow_head else head)
+                while True:
+                    conn.sendall(b" ")
+                    time.sleep(1)
+            except OSError:
+                pass
+
+    with _listening(_each_in_a_thread(answer)) as url:
+        yield url
+
+
+@contextmanager
+def flood_server(status: str = "200 OK") -> Iterator[str]:
+    """An HTTP server answering with a valid, endless JSON list, as fast as it is read."""
+    item = b'{"metadata":{"name":"x"}},' * 4096
+
+    def answer(conn: socket.socket) -> None:
+        with conn:
+            try:
+                conn.recv(65536)
+                conn.sendall(
+                    f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n"
+                    "Transfer-Encoding: chunked\r\n\r\n".encode()
+                )
+                conn.sendall(b'11\r\n{"items":[       \r\n')
+                while True:
+                    conn.sendall(b"%x\r\n%s\r\n" % (len(item), item))
+            except OSError:
+                pass
+
+    with _listening(_each_in_a_thread(answer)) as url:
+        yield url
 
 
 def set_kubeconfig(server: Server, remote: str, config: dict[str, Any] | str) -> None:

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,7 +19,13 @@ import yaml
 from gitmesh import cli
 from tests.gitutil import git
 from tests.integration.conftest import World
-from tests.integration.hostile import forge_status, pointing_at, set_kubeconfig
+from tests.integration.hostile import (
+    flood_server,
+    forge_status,
+    pointing_at,
+    set_kubeconfig,
+    trickle_server,
+)
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 
@@ -208,3 +217,79 @@ def test_a_forbidden_lease_is_an_error_not_someone_elses_turn(
     assert "cannot take the Lease istio-system/gitmesh" in err
     assert "leases.coordination.k8s.io" in err and "another gitmesh holds" not in err
     assert world.writes() == before
+
+
+# -- total deadlines, bounded answers, true names ---------------------------------------
+
+TRICKLES = {
+    # Headers at once, then a byte of body a second.
+    "body": (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 999\r\n\r\n"),
+    # The status line and headers themselves a byte a second.
+    "headers": b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 200,
+}
+
+
+@pytest.mark.localkube_only  # the remote is a hostile loopback server; central does not matter
+@pytest.mark.parametrize("where", sorted(TRICKLES))
+def test_a_remote_trickling_its_answer_is_cut_at_the_deadline(world: World, where: str) -> None:
+    """Before: a remote sending a byte a second kept `reconcile --once` running forever
+    (the read timeout is per recv). After: every exchange has a total deadline; that remote
+    is ReconcileFailed "timed out" and the other reconciled and committed."""
+    with trickle_server(TRICKLES[where], slow_head=where == "headers") as url:
+        set_kubeconfig(world.server, EU, pointing_at(world.server, EU, url))
+        started = time.monotonic()
+        code = world.reconcile("--request-timeout", "2s", "--remote-timeout", "15s")
+        took = time.monotonic() - started
+    assert code == 1
+    assert took < 60, took
+    eu = world.status()[f"status/{EU}.yaml"]
+    assert eu["state"] == "ReconcileFailed"
+    assert "timed out" in eu["message"], eu["message"]
+    assert world.status()[f"status/{SAMPLE}.yaml"]["state"] == "Available"
+
+
+@pytest.mark.localkube_only  # as above
+@pytest.mark.parametrize("status", ["200 OK", "500 Internal Server Error"])
+def test_a_remote_flooding_an_endless_answer_fails_at_the_size_bound(
+    world: World, status: str
+) -> None:
+    """Before: a remote answering LISTs with huge valid JSON was buffered whole (128 MiB
+    bodies, 2 GiB of memory); an error answer was read whole too. After: reading stops at
+    --max-response-size and that remote alone fails, saying so."""
+    with flood_server(status) as url:
+        set_kubeconfig(world.server, EU, pointing_at(world.server, EU, url))
+        code = world.reconcile("--max-response-size", "1Mi")
+    assert code == 1
+    eu = world.status()[f"status/{EU}.yaml"]
+    assert eu["state"] == "ReconcileFailed"
+    assert "answered more than 1 MiB (--max-response-size)" in eu["message"], eu["message"]
+    assert world.status()[f"status/{SAMPLE}.yaml"]["state"] == "Available"
+
+
+def _closed_port() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+@pytest.mark.localkube_only  # as above
+@pytest.mark.parametrize(
+    ("server", "words"),
+    [
+        (_closed_port, "connection refused"),
+        (lambda: "http://gitmesh-test.invalid:6443", "host name does not resolve"),
+        (lambda: "http://198.51.100.1:6443", "network is unreachable"),
+    ],
+    ids=["refused", "dns", "unreachable"],
+)
+def test_a_connection_error_is_named_for_what_it_is(
+    world: World, server: Callable[[], str], words: str
+) -> None:
+    """Before: a refused connection (and every other failure to connect: urllib3's
+    NewConnectionError is a TimeoutError) was reported as "timed out … within 30s". After:
+    refused, an unknown host and an unreachable network are named so."""
+    set_kubeconfig(world.server, EU, pointing_at(world.server, EU, server()))
+    assert world.reconcile("--remote-timeout", "20s") == 1
+    message = world.status()[f"status/{EU}.yaml"]["message"]
+    assert words in message, message
+    assert "timed out" not in message, message

@@ -70,6 +70,8 @@ def sample(action: argparse.Action) -> tuple[str, Any]:
         return "7m", 420.0
     if "_positive_int" in kind:
         return "3", 3
+    if "_size" in kind:
+        return "2Mi", 2 * 1024 * 1024
     if "_listen" in kind:
         return "127.0.0.1:1", ("127.0.0.1", 1)
     if "_one_of" in kind:
