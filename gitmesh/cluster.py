@@ -364,6 +364,10 @@ class Cluster:
                 f"{errors.cut(errors.scrub(str(e)), 160)}"
             ) from None
         config.retries = False  # retries are ours, counted and bounded
+        if not config.verify_ssl:
+            # The pass warns of it in the log and the remote's status, once, by name;
+            # urllib3's own warning, on every request, names neither.
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
         # A remote's reads go out at once (gitmesh.reconcile.observe_remote): keep a
         # connection for each, rather than the default of five per core.
         config.connection_pool_maxsize = POOL_SIZE

@@ -9,6 +9,9 @@ Everything here runs before gitmesh sends a byte to the remote:
   would read gitmesh's own credentials);
 - a malformed kubeconfig (wrong shapes, a context naming a missing cluster or user, a
   server that is not an http(s) URL) is a clear error, not a traceback;
+- TLS as kubectl takes it: `insecure-skip-tls-verify` with a certificate authority is
+  refused (kubectl refuses it too), insecure alone is a warning (`warnings`); `proxy-url`
+  is refused, since gitmesh connects to API servers directly;
 - tokens lose surrounding whitespace (`kubectl create secret --from-file` of a token
   ending in a newline is common); a control character left inside one is refused, since
   it would end up in an HTTP header;
@@ -103,12 +106,25 @@ def parse(text: str, *, where: str, from_secret: bool = False) -> dict[str, Any]
         raise CredentialsError(f"{where}: context {current!r} names no cluster of the kubeconfig")
     if context.get("user") and context["user"] not in users:
         raise CredentialsError(f"{where}: context {current!r} names no user of the kubeconfig")
-    server = clusters[context["cluster"]].get("server")
+    cluster = clusters[context["cluster"]]
+    server = cluster.get("server")
     if not isinstance(server, str) or urllib.parse.urlsplit(server).scheme not in (
         "http",
         "https",
     ):
         raise CredentialsError(f"{where}: cluster {context['cluster']!r} has no http(s) server URL")
+    if cluster.get("insecure-skip-tls-verify") is True and (
+        cluster.get("certificate-authority-data") or cluster.get("certificate-authority")
+    ):
+        raise CredentialsError(
+            f"{where}: cluster {context['cluster']!r} has insecure-skip-tls-verify and a "
+            "certificate authority: drop one (kubectl refuses the pair too)"
+        )
+    if cluster.get("proxy-url"):
+        raise CredentialsError(
+            f"{where}: cluster {context['cluster']!r} has a proxy-url; gitmesh connects to "
+            "API servers directly and does not use proxies: remove it"
+        )
     for name, user in users.items():
         for field in SECRET_FIELDS[:2]:
             value = user.get(field)
@@ -151,6 +167,18 @@ def check_exec(config: Mapping[str, Any], *, where: str, allow_exec: bool) -> No
                 "which reaches the network or runs commands for tokens; refused unless "
                 "gitmesh runs with --allow-exec (or use a ServiceAccount token)"
             )
+
+
+def warnings(config: Mapping[str, Any], name: str) -> list[str]:
+    """What is allowed but unsafe in a kubeconfig (after `parse`)."""
+    cluster, _ = current(config)
+    if cluster.get("insecure-skip-tls-verify") is True:
+        return [
+            f"the kubeconfig of {name} skips TLS verification (insecure-skip-tls-verify): "
+            "anyone on the path to its API server can read and change what gitmesh sends, "
+            "its token included; give it certificate-authority-data instead"
+        ]
+    return []
 
 
 def current(config: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -542,6 +542,11 @@ def reconcile_remote(
             )
             applier = _Applier(remote, name, settings, observed.kinds)
             reports: list[ComponentReport] = []
+            unsafe = tuple(kubeconfigs.warnings(config, name))
+            if unsafe:
+                for warning in unsafe:
+                    log.warning(warning, extra={**ctx, "component": "credentials"})
+                reports.append(ComponentReport("credentials", "Ready", warnings=unsafe))
             all_items: list[plan.Item] = []
             failure: str | None = None
             for comp in rendered.components:

@@ -4,6 +4,7 @@ of hanging, crashing the pass, borrowing its own rights or running a command."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import socket
@@ -17,6 +18,7 @@ import pytest
 import yaml
 
 from gitmesh import cli
+from gitmesh.localkube import tlsgen
 from tests.gitutil import git
 from tests.integration.conftest import World
 from tests.integration.hostile import (
@@ -293,3 +295,70 @@ def test_a_connection_error_is_named_for_what_it_is(
     message = world.status()[f"status/{EU}.yaml"]["message"]
     assert words in message, message
     assert "timed out" not in message, message
+
+
+# -- TLS and proxies as kubectl takes them ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "words"),
+    [
+        ("insecure-with-ca", "has insecure-skip-tls-verify and a certificate authority"),
+        ("proxy-url", "has a proxy-url; gitmesh connects to API servers directly"),
+    ],
+    ids=["insecure-with-ca", "proxy-url"],
+)
+def test_a_kubeconfig_kubectl_would_refuse_is_refused(world: World, field: str, words: str) -> None:
+    """Before: insecure-skip-tls-verify with a CA was accepted (kubectl refuses it) and a
+    proxy-url silently ignored (gitmesh went direct). After: that remote is refused before
+    any request, saying why; the others go on."""
+    config = world.server.kubeconfig(EU)
+    cluster = config["clusters"][0]["cluster"]
+    if field == "proxy-url":
+        cluster["proxy-url"] = "http://127.0.0.1:3128"
+    else:
+        cluster["insecure-skip-tls-verify"] = True
+        cluster.setdefault(
+            "certificate-authority-data", base64.b64encode(tlsgen.generate().ca_pem).decode()
+        )
+    set_kubeconfig(world.server, EU, config)
+    assert world.reconcile() == 1
+    eu = world.status()[f"status/{EU}.yaml"]
+    assert eu["state"] == "ReconcileFailed"
+    assert words in eu["message"], eu["message"]
+    assert world.status()[f"status/{SAMPLE}.yaml"]["state"] == "Available"
+
+
+@pytest.mark.kube_apiserver_only  # TLS: localkube's test clusters speak plain HTTP
+def test_insecure_tls_works_with_a_warning_in_the_log_and_the_status(
+    world: World, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Before: insecure-skip-tls-verify gave only urllib3's raw warning on stderr, on
+    every request, naming no remote. After: the remote is reconciled, and warned of once in
+    the log and in its status."""
+    config = world.server.kubeconfig(EU)
+    cluster = config["clusters"][0]["cluster"]
+    del cluster["certificate-authority-data"]
+    cluster["insecure-skip-tls-verify"] = True
+    set_kubeconfig(world.server, EU, config)
+    assert world.reconcile() == 0
+    eu = world.status()[f"status/{EU}.yaml"]
+    assert eu["state"] == "Available"
+    assert any("skips TLS verification" in w for w in eu["warnings"]), eu
+    err = capfd.readouterr().err
+    assert "InsecureRequestWarning" not in err
+    assert "skips TLS verification" in err
+
+
+@pytest.mark.kube_apiserver_only  # as above
+def test_a_certificate_from_another_authority_is_a_tls_failure(world: World) -> None:
+    """A remote whose API server's certificate does not chain to the kubeconfig's CA fails
+    as a TLS failure naming the reason, not as a generic error."""
+    config = world.server.kubeconfig(EU)
+    cluster = config["clusters"][0]["cluster"]
+    cluster["certificate-authority-data"] = base64.b64encode(tlsgen.generate().ca_pem).decode()
+    set_kubeconfig(world.server, EU, config)
+    assert world.reconcile() == 1
+    message = world.status()[f"status/{EU}.yaml"]["message"]
+    assert "TLS failure" in message, message
+    assert "certificate verify failed" in message, message
