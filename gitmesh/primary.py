@@ -27,6 +27,7 @@ from __future__ import annotations
 import base64
 import datetime
 import ipaddress
+import re
 import urllib.parse
 from collections.abc import Mapping
 from typing import Any, NamedTuple
@@ -89,11 +90,33 @@ def server_warnings(server: str, name: str) -> list[str]:
     ]
 
 
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+
+
+def _address(entry: object) -> str | None:
+    """An ingress entry's IP, parsed, else its host name if it is a DNS name."""
+    if not isinstance(entry, Mapping):
+        return None
+    ip, host = entry.get("ip"), entry.get("hostname")
+    if isinstance(ip, str) and ip:
+        try:
+            return str(ipaddress.ip_address(ip))
+        except ValueError:
+            pass
+    if isinstance(host, str) and 0 < len(host) <= 253:
+        return host if all(_DNS_LABEL.fullmatch(label) for label in host.split(".")) else None
+    return None
+
+
 def address_of(service: Mapping[str, Any] | None) -> str | None:
-    """The first load-balancer address (IP or host name) in a Service's status."""
+    """The first load-balancer address in a Service's status that is an IP or a DNS name;
+    entries with neither (a real API server takes one with only `ports`) or with anything
+    else are passed over, never rendered."""
     status = (service or {}).get("status") or {}
     ingress = (status.get("loadBalancer") or {}).get("ingress") or []
-    return next((str(i.get("ip") or i.get("hostname")) for i in ingress if i), None)
+    if not isinstance(ingress, list):
+        return None
+    return next((a for a in map(_address, ingress) if a), None)
 
 
 class Observed(NamedTuple):
@@ -125,7 +148,14 @@ def observe(central: Cluster, mesh: specs.Mesh) -> Observed:
     address = address_of(svc)
     root = (cm.get("data") or {}).get(ROOT_CERT_KEY)
     if not address:
-        error = f"the east-west gateway {ns}/{gateway} has no load-balancer address yet"
+        status = svc.get("status") or {}
+        if (status.get("loadBalancer") or {}).get("ingress"):
+            error = (
+                f"the east-west gateway {ns}/{gateway} has no usable load-balancer address: "
+                "its status.loadBalancer.ingress holds no IP address or DNS name"
+            )
+        else:
+            error = f"the east-west gateway {ns}/{gateway} has no load-balancer address yet"
         return Observed(None, root, error, tuple(warnings))
     if not root:
         error = f"{ns}/{mesh.primary.root_cert_config_map} has no {ROOT_CERT_KEY}"

@@ -13,11 +13,12 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
-from gitmesh import cli
+from gitmesh import cli, sandbox
 from gitmesh.localkube import tlsgen
 from tests.gitutil import git
 from tests.integration.conftest import World
@@ -28,6 +29,7 @@ from tests.integration.hostile import (
     set_kubeconfig,
     trickle_server,
 )
+from tests.integration.test_istiod_remote import GATEWAY, join_primary
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 
@@ -362,3 +364,62 @@ def test_a_certificate_from_another_authority_is_a_tls_failure(world: World) -> 
     message = world.status()[f"status/{EU}.yaml"]["message"]
     assert "TLS failure" in message, message
     assert "certificate verify failed" in message, message
+
+
+# -- gateway addresses -----------------------------------------------------------------
+
+PORTS_ONLY = {"ports": [{"port": 15012, "protocol": "TCP"}]}
+
+
+def _gateway_ingress(world: World, ingress: list[dict[str, Any]]) -> None:
+    store = world.store("central")
+    store.patch(
+        store.kind("", "v1", "services"),
+        sandbox.NAMESPACE,
+        GATEWAY,
+        "application/merge-patch+json",
+        {"status": {"loadBalancer": {"ingress": ingress}}},
+        subresource="status",
+    )
+
+
+def _istiod_service(world: World) -> str:
+    """The remote's istiod Service as JSON text ("" when there is none)."""
+    if "istiod" not in world.names(EU, "services", sandbox.NAMESPACE):
+        return ""
+    return json.dumps(world.get(EU, "services", sandbox.NAMESPACE, "istiod"))
+
+
+def test_a_gateway_ingress_without_an_address_is_a_clear_status(world: World) -> None:
+    """Before: an ingress entry with only `ports` (a real API server takes it) made the
+    remote's istiod Service `ExternalName: "None"`, and the remote Available. After: the
+    IstiodRemote says the gateway has no usable address, and its istiod Service is left
+    as it was, nothing named "None"."""
+    join_primary(world)
+    assert world.reconcile() == 0
+    _gateway_ingress(world, [PORTS_ONLY])
+    assert world.reconcile() == 1
+    eu = world.status()[f"status/{EU}.yaml"]
+    assert eu["state"] != "Available"
+    assert "has no usable load-balancer address" in eu["message"], eu["message"]
+    assert '"externalName": "None"' not in _istiod_service(world)
+
+
+@pytest.mark.localkube_only  # kube-apiserver itself refuses these addresses in a status
+@pytest.mark.parametrize(
+    "entry",
+    [{"ip": "1.2.3.4; rm -rf /"}, {"hostname": "a.example\r\nX-Evil: 1"}, {"hostname": "a" * 5000}],
+    ids=["shell", "crlf", "long"],
+)
+def test_a_gateway_address_that_is_no_ip_or_dns_name_is_never_rendered(
+    world: World, entry: dict[str, str]
+) -> None:
+    """Before: any string in the gateway's status became the remotes' ExternalName,
+    unchecked. After: IPs are parsed and host names checked as DNS names; the IstiodRemote
+    reports no usable address."""
+    join_primary(world)
+    assert world.reconcile() == 0
+    _gateway_ingress(world, [entry])
+    assert world.reconcile() == 1
+    assert "has no usable load-balancer address" in world.status()[f"status/{EU}.yaml"]["message"]
+    assert next(iter(entry.values()))[:20] not in _istiod_service(world)
