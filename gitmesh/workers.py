@@ -7,19 +7,24 @@ way replicas of `gitmesh run --shard` share remotes (`gitmesh.shards.owner`), wi
 connection of their own to central; the parent merges their results into one PassResult
 and commits the status once. Every worker sees the same repository, inventory and status,
 so all of them refuse a mass prune alike, before anything is applied.
+
+Each worker is a pool of its own: a worker that dies (the OOM killer, a crash in native
+code) breaks only its pool, and its remotes are ReconcileFailed with the reason while the
+others' results stand; the status is committed either way.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
 from gitmesh import logs, meshrepo, reconcile, shards
 from gitmesh.cluster import Cluster
-from gitmesh.statusfiles import PassReport
+from gitmesh.statusfiles import PassReport, RemoteReport
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +50,8 @@ def run_pass(
     """`reconcile.run_pass` over `workers` processes, merged."""
     members = [f"worker-{i}" for i in range(workers)]
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+    pools = [ProcessPoolExecutor(1, mp_context=context) for _ in members]
+    try:
         futures = [
             pool.submit(
                 _work,
@@ -56,10 +62,34 @@ def run_pass(
                 owns=partial(_owned, tuple(members), member),
                 log=(log_format, log_level),
             )
-            for member in members
+            for pool, member in zip(pools, members, strict=True)
         ]
-        results = [f.result() for f in futures]
+        results = []
+        for member, future in zip(members, futures, strict=True):
+            try:
+                results.append(future.result())
+            except BrokenProcessPool:
+                results.append(_lost(repo, revision, tuple(members), member))
+    finally:
+        for pool in pools:
+            pool.shutdown(cancel_futures=True)
     return merge(revision, results)
+
+
+def _lost(
+    repo: meshrepo.Repo, revision: str, members: tuple[str, ...], member: str
+) -> reconcile.PassResult:
+    """The result of a worker that died: each of its remotes ReconcileFailed."""
+    message = (
+        f"gitmesh's worker process {member} died before it reported (killed, or out of "
+        "memory): what it applied to this remote is not known; the next pass reconciles it"
+    )
+    logs.get().error("worker process died", extra={"worker": member})
+    names = [n for n in (*repo.remotes, *repo.invalid) if _owned(members, member, n)]
+    reports = {n: RemoteReport(n, "ReconcileFailed", message=message, error=message) for n in names}
+    return reconcile.PassResult(
+        PassReport(revision, reports), {n: reconcile.RemoteResult(r) for n, r in reports.items()}
+    )
 
 
 def _owned(members: tuple[str, ...], member: str, name: str) -> bool:

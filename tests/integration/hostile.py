@@ -6,12 +6,15 @@ Secret at them, and a status branch commit forged by hand."""
 from __future__ import annotations
 
 import base64
+import os
+import signal
 import socket
 import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -140,6 +143,42 @@ def flood_server(status: str = "200 OK") -> Iterator[str]:
 
     with _listening(_each_in_a_thread(answer)) as url:
         yield url
+
+
+def _pid_of_peer(port: int) -> int | None:
+    """The process holding the loopback TCP socket bound to `port` (from /proc)."""
+    inodes = set()
+    for table in (Path("/proc/net/tcp"), Path("/proc/net/tcp6")):
+        for line in table.read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(f"socket:[{fields[9]}]")
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if any(str(fd.readlink()) in inodes for fd in (proc / "fd").iterdir()):
+                return int(proc.name)
+        except OSError:
+            continue
+    return None
+
+
+@contextmanager
+def killing_server() -> Iterator[tuple[str, list[int]]]:
+    """A server that SIGKILLs the process that connects to it (never this one), as the
+    OOM killer would a worker; yields its URL and the PIDs it killed."""
+    killed: list[int] = []
+
+    def answer(conn: socket.socket) -> None:
+        with conn:
+            pid = _pid_of_peer(conn.getpeername()[1])
+            if pid is not None and pid != os.getpid():
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+
+    with _listening(answer) as url:
+        yield url, killed
 
 
 def set_kubeconfig(server: Server, remote: str, config: dict[str, Any] | str) -> None:

@@ -18,13 +18,14 @@ from typing import Any
 import pytest
 import yaml
 
-from gitmesh import cli, sandbox
+from gitmesh import cli, sandbox, shards
 from gitmesh.localkube import tlsgen
 from tests.gitutil import git
 from tests.integration.conftest import World
 from tests.integration.hostile import (
     flood_server,
     forge_status,
+    killing_server,
     pointing_at,
     set_kubeconfig,
     trickle_server,
@@ -423,3 +424,27 @@ def test_a_gateway_address_that_is_no_ip_or_dns_name_is_never_rendered(
     assert world.reconcile() == 1
     assert "has no usable load-balancer address" in world.status()[f"status/{EU}.yaml"]["message"]
     assert next(iter(entry.values()))[:20] not in _istiod_service(world)
+
+
+# -- worker processes --------------------------------------------------------------------
+
+
+@pytest.mark.localkube_only  # the remote is a loopback server killing its client
+def test_a_dead_worker_loses_its_remotes_reports_not_the_status_commit(world: World) -> None:
+    """Before: `reconcile --once --workers 2` with one worker killed applied the other
+    worker's changes, then died of BrokenProcessPool with no status committed. After: the
+    dead worker's remotes are ReconcileFailed with the reason, the other worker's stand,
+    and the status is committed."""
+    members = ("worker-0", "worker-1")
+    with killing_server() as (url, killed):
+        set_kubeconfig(world.server, EU, pointing_at(world.server, EU, url))
+        assert world.reconcile("--workers", "2") == 1
+    assert killed
+    status = world.status()
+    eu = status[f"status/{EU}.yaml"]
+    assert eu["state"] == "ReconcileFailed"
+    assert "worker process worker-" in eu["message"] and "died" in eu["message"], eu
+    sample = status[f"status/{SAMPLE}.yaml"]["state"]
+    same_worker = shards.owner(SAMPLE, members) == shards.owner(EU, members)
+    assert sample == ("ReconcileFailed" if same_worker else "Available")
+    assert world.status_commits() == 1
