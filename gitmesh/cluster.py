@@ -346,6 +346,7 @@ class Cluster:
         # time.monotonic() after which no request starts (None: only per-request timeouts).
         self.deadline: float | None = None
         self._lock = threading.Lock()
+        self._identity: str | None = None
         config = kubernetes.client.Configuration()
         try:
             if kubeconfig is None:
@@ -582,6 +583,19 @@ class Cluster:
         """The versions of an API group the server serves (discovery: /apis/GROUP)."""
         doc = self._call("GET", f"/apis/{group}", what=f"discover {group} on {self.name}")
         return [str(v.get("version")) for v in doc.get("versions") or []]
+
+    def identity(self) -> str | None:
+        """What only this cluster has: the UID of its `kube-system` namespace (None when
+        it cannot be read). Read once, then cached: it lives as long as the cluster."""
+        if self._identity is None:
+            try:
+                obj = self._call(
+                    "GET", "/api/v1/namespaces/kube-system", what=f"get kube-system on {self.name}"
+                )
+            except (errors.Forbidden, errors.NotFound):
+                return None
+            self._identity = str((obj.get("metadata") or {}).get("uid") or "") or None
+        return self._identity
 
     def get(self, res: Resource, namespace: str | None, name: str) -> Obj:
         """One object (NotFound when missing)."""

@@ -261,15 +261,44 @@ def _failed(name: str, e: BaseException, config: Mapping[str, Any] | None = None
 # -- one remote ---------------------------------------------------------------------------
 
 
+# A remote server's identity, by address, for a while: a no-op pass sends no extra read,
+# and an address that comes to reach central is caught within IDENTITY_TTL.
+IDENTITY_TTL = 300.0
+_identities: dict[str, tuple[float, str | None]] = {}
+_identities_lock = threading.Lock()
+
+
+def _identity(remote: Cluster) -> str | None:
+    now = time.monotonic()
+    with _identities_lock:
+        found = _identities.get(remote.server)
+    if found is not None and now - found[0] < IDENTITY_TTL:
+        return found[1]
+    uid = remote.identity()
+    with _identities_lock:
+        _identities[remote.server] = (now, uid)
+    return uid
+
+
 @contextmanager
 def _connected(
-    connect: Connect, name: str, config: Mapping[str, Any], settings: Settings
+    connect: Connect, name: str, config: Mapping[str, Any], settings: Settings, central: Cluster
 ) -> Iterator[Cluster]:
-    """A connection to the remote whose requests end by the remote's deadline."""
+    """A connection to the remote whose requests end by the remote's deadline; refused
+    when it is central, by the server's address (before any request) or by identity (the
+    same server spelled differently: `localhost`, `127.1`, a DNS name for the IP)."""
+    refuse_central(name, config, central)
     with connect(name, config) as remote:
         remote.timeout = settings.request_timeout
         remote.max_response = settings.max_response
         remote.deadline = time.monotonic() + settings.remote_timeout
+        mine = central.identity()
+        if mine is not None and _identity(remote) == mine:
+            raise errors.CredentialsError(
+                f"the kubeconfig of remote {name!r} reaches the central cluster (its "
+                f"kube-system namespace is central's, at {remote.server}); refusing to "
+                "install a remote's objects on central"
+            )
         try:
             yield remote
         finally:
@@ -528,8 +557,7 @@ def reconcile_remote(
     config: Mapping[str, Any] | None = None
     try:
         config, secret = credentials(name, central, namespace, settings)
-        refuse_central(name, config, central)
-        with _connected(connect, name, config, settings) as remote:
+        with _connected(connect, name, config, settings, central) as remote:
             if secret is not None and not (settings.plan_only or settings.dry_run):
                 secret = _renewed(name, remote, config, central, secret)
             observed = observe_remote(remote, name, reads)
@@ -763,8 +791,7 @@ def prune_remote(
             )
             log.warning("cannot prune a removed remote", extra={"remote": name, "error": message})
             return RemoteResult(RemoteReport(name, "Removed", message=message))
-        refuse_central(name, config, central)
-        with _connected(connect, name, config, settings) as remote:
+        with _connected(connect, name, config, settings, central) as remote:
             observed = observe_remote(remote, name)
             applier = _Applier(remote, name, settings, observed.kinds)
             for comp_name in reversed(resources.COMPONENTS):
@@ -1156,8 +1183,7 @@ def _endpoints(
     namespace = settings.namespace or mesh.namespace
     try:
         config = config or credentials(name, central, namespace, settings)[0]
-        refuse_central(name, config, central)
-        with _connected(connect, name, config, settings) as remote:
+        with _connected(connect, name, config, settings, central) as remote:
             res = resources.BY_KIND["Endpoints"]
             current, _ = remote.list(res, label_selector=resources.owner_selector(name))
             current = [

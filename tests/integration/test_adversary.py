@@ -448,3 +448,27 @@ def test_a_dead_worker_loses_its_remotes_reports_not_the_status_commit(world: Wo
     same_worker = shards.owner(SAMPLE, members) == shards.owner(EU, members)
     assert sample == ("ReconcileFailed" if same_worker else "Available")
     assert world.status_commits() == 1
+
+
+# -- central by identity ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("host", ["localhost", "127.1"])
+def test_central_spelled_differently_is_still_central(world: World, host: str) -> None:
+    """Before: central's address spelled differently in a remote's kubeconfig
+    (`localhost` for 127.0.0.1, `127.1`) passed "refuse central", and gitmesh installed
+    citadel, the injector, the webhook and a `cacerts` with a CA key on central. After:
+    the remote is compared by identity (central's kube-system UID), refused, central
+    untouched, the other remote reconciled."""
+    if world.real and host == "127.1":
+        pytest.skip("kube-apiserver's serving certificate names 127.0.0.1 and localhost")
+    config = world.server.kubeconfig("central")
+    server = config["clusters"][0]["cluster"]["server"]
+    config["clusters"][0]["cluster"]["server"] = server.replace("127.0.0.1", host, 1)
+    set_kubeconfig(world.server, EU, config)
+    assert world.reconcile() == 1
+    eu = world.status()[f"status/{EU}.yaml"]
+    assert "reaches the central cluster" in eu["message"]
+    assert world.status()[f"status/{SAMPLE}.yaml"]["state"] == "Available"
+    assert world.names("central", "deployments", "istio-system", group="apps") == []
+    assert "cacerts" not in world.names("central", "secrets", "istio-system")

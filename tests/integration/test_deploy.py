@@ -79,11 +79,22 @@ def _rules(docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_rbac_is_least_privilege(variant: str) -> None:
-    """No wildcards, nothing cluster-wide, Secrets only in the mesh namespace, the Lease
-    and the inventory only by their own names (but create, which resourceNames cannot
-    limit); sharded, the member Leases only in gitmesh's own namespace."""
+    """No wildcards; cluster-wide only `get` of the kube-system namespace by name (central's
+    identity); Secrets only in the mesh namespace, the Lease and the inventory only by
+    their own names (but create, which resourceNames cannot limit); sharded, the member
+    Leases only in gitmesh's own namespace."""
     docs = build(variant)
-    assert not [d for d in docs if d["kind"] in ("ClusterRole", "ClusterRoleBinding")]
+    cluster_wide = [d["rules"] for d in docs if d["kind"] == "ClusterRole"]
+    assert cluster_wide == [
+        [
+            {
+                "apiGroups": [""],
+                "resources": ["namespaces"],
+                "resourceNames": ["kube-system"],
+                "verbs": ["get"],
+            }
+        ]
+    ]
     for namespace, rule in _rules(docs):
         for field in ("verbs", "resources", "apiGroups"):
             assert "*" not in rule.get(field, []), rule
