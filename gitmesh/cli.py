@@ -634,6 +634,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         interval=args.interval,
         resync=args.resync,
         listen=args.listen,
+        probe_listen=args.probe_listen,
         identity=args.identity or f"{socket.gethostname()}-{os.getpid()}",
         lease_name=args.lease_name,
         lease_namespace=args.lease_namespace,
@@ -653,8 +654,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         the_runner.start()  # serving comes first: nothing else has started when it fails
     except OSError as e:
-        host, port = args.listen
-        raise GitmeshError(f"--listen {host}:{port}: {e.strerror or e}") from None
+        flag, (host, port) = (
+            ("--listen", args.listen)
+            if the_runner.http is None
+            else ("--probe-listen", args.probe_listen)
+        )
+        raise GitmeshError(f"{flag} {host}:{port}: {e.strerror or e}") from None
     logs.get().info(
         "gitmesh running",
         extra={"identity": run_settings.identity, "listen": f"{args.listen[0]}:{args.listen[1]}"},
@@ -942,6 +947,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=_listen,
         default=_env("LISTEN") or "0.0.0.0:8080",
         help="HOST:PORT for /metrics, /healthz, /readyz (default: 0.0.0.0:8080)",
+    )
+    g.add_argument(
+        "--probe-listen",
+        type=_listen,
+        default=_env("PROBE_LISTEN") or "0.0.0.0:8081",
+        help="HOST:PORT serving only /healthz and /readyz, for the kubelet's probes: clients "
+        "of the metrics port cannot starve them (default: 0.0.0.0:8081)",
     )
     add_lease_flags(g)
     g.add_argument(

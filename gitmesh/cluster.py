@@ -21,10 +21,7 @@ happened (refused, reset, DNS, TLS, timeout, too large) and holds no credentials
 from __future__ import annotations
 
 import builtins
-import contextlib
 import errno
-import heapq
-import itertools
 import json
 import random
 import socket
@@ -39,7 +36,7 @@ import kubernetes
 import urllib3
 from urllib3.connection import HTTPConnection, HTTPSConnection
 
-from gitmesh import __version__, errors, kubeconfigs
+from gitmesh import __version__, deadlines, errors, kubeconfigs
 from gitmesh.resources import Resource
 
 Obj = dict[str, Any]
@@ -103,8 +100,9 @@ class _TooLarge(OSError):
 
 
 class _Exchange:
-    """One request: its deadline, its size bound, the connections it used; `expire` shuts
-    their sockets (what a blocked read needs to return)."""
+    """One request: its deadline, its size bound, the connections it used; `expire` (the
+    watchdog calls it at the deadline) shuts their sockets, what a blocked read needs to
+    return."""
 
     def __init__(self, deadline: float, cap: int | None) -> None:
         self.deadline = deadline
@@ -120,7 +118,7 @@ class _Exchange:
             if conn not in self._conns:
                 self._conns.append(conn)
             if self.expired:
-                _shut(conn)
+                deadlines.shut(conn.sock)
 
     def expire(self) -> None:
         with self._lock:
@@ -128,7 +126,7 @@ class _Exchange:
                 return
             self.expired = True
             for conn in self._conns:
-                _shut(conn)
+                deadlines.shut(conn.sock)
 
     def finish(self) -> None:
         with self._lock:
@@ -136,43 +134,6 @@ class _Exchange:
             self._conns.clear()
 
 
-def _shut(conn: HTTPConnection) -> None:
-    sock = conn.sock
-    if sock is not None:
-        # socket.socket's, not SSLSocket's (which drops its TLS state under a reader).
-        with contextlib.suppress(OSError):
-            socket.socket.shutdown(sock, socket.SHUT_RDWR)
-
-
-class _Watchdog:
-    """One daemon thread expiring exchanges at their deadlines."""
-
-    def __init__(self) -> None:
-        self._due: list[tuple[float, int, _Exchange]] = []
-        self._seq = itertools.count()
-        self._cond = threading.Condition()
-        self._thread: threading.Thread | None = None
-
-    def watch(self, exchange: _Exchange) -> None:
-        with self._cond:
-            heapq.heappush(self._due, (exchange.deadline, next(self._seq), exchange))
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="gitmesh-deadlines", daemon=True
-                )
-                self._thread.start()
-            self._cond.notify()
-
-    def _run(self) -> None:
-        with self._cond:
-            while True:
-                now = time.monotonic()
-                while self._due and self._due[0][0] <= now:
-                    heapq.heappop(self._due)[2].expire()
-                self._cond.wait(self._due[0][0] - now if self._due else None)
-
-
-_WATCHDOG = _Watchdog()
 _current = threading.local()  # the exchange this thread's request belongs to
 
 
@@ -427,7 +388,7 @@ class Cluster:
         while True:
             limit = self._time_left(what, timeout or self.timeout)
             exchange = _Exchange(time.monotonic() + limit, None if stream else self.max_response)
-            _WATCHDOG.watch(exchange)
+            deadlines.WATCHDOG.watch(exchange)
             _current.exchange = exchange
             handed = False
             try:

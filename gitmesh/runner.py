@@ -24,6 +24,7 @@ import dataclasses
 import hashlib
 import hmac
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -36,7 +37,7 @@ from typing import Any
 from apscheduler.schedulers.background import BackgroundScheduler
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from gitmesh import errors, logs, meshrepo, plan, reconcile, render, specs, statusfiles
+from gitmesh import deadlines, errors, logs, meshrepo, plan, reconcile, render, specs, statusfiles
 from gitmesh.cluster import USER_AGENT, Cluster
 from gitmesh.endpointsync import EndpointSync
 from gitmesh.gatewaywatch import GatewayWatch
@@ -65,7 +66,10 @@ class RunSettings:
     debounce: float = 0.05
     grace: float = 20.0  # how long shutdown waits for the pass in flight
     http_workers: int = 8
-    http_timeout: float = 10.0
+    http_timeout: float = 10.0  # all of one HTTP request, reading it and answering
+    # /healthz and /readyz alone, on a listener of their own (None: none): slow clients of
+    # the metrics port cannot starve the kubelet's probes.
+    probe_listen: tuple[str, int] | None = None
     shard: bool = False  # share the remotes with the other replicas instead of electing one
 
 
@@ -118,6 +122,7 @@ class Runner:
         self.sync: EndpointSync | None = None
         self.gateway: GatewayWatch | None = None
         self.http: _BoundedHTTPServer | None = None
+        self.probes: _BoundedHTTPServer | None = None
         self.pass_started: float | None = None  # time.monotonic() of the pass in flight
         self.started = False
 
@@ -444,7 +449,9 @@ class Runner:
     def start(self) -> None:
         """Start serving, campaigning, watching and polling."""
         rs = self.run_settings
-        self.http = _serve(self, rs.listen)
+        self.http = _serve(self, rs.listen, workers=rs.http_workers)
+        if rs.probe_listen is not None:
+            self.probes = _serve(self, rs.probe_listen, workers=2, probes_only=True)
         snapshot = self._fetch()
         repo = snapshot.parse() if snapshot else None
         namespace = self.settings.namespace or (
@@ -520,9 +527,10 @@ class Runner:
             self.elector.stop(release=True)
         if self.membership is not None and finished:
             self.membership.stop()
-        if self.http is not None:
-            self.http.shutdown()
-            self.http.server_close()
+        for server in (self.http, self.probes):
+            if server is not None:
+                server.shutdown()
+                server.server_close()
         if finished:
             for _, cluster in self._clusters.values():
                 cluster.close()
@@ -533,15 +541,40 @@ class Runner:
 MAX_HOOK_BODY = 1 << 20
 
 
+class _Request:
+    """One connection to the listener, shut when its time is up (the handler's socket
+    timeout bounds each read; a client sending a byte a second would hold a worker)."""
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        self.sock: socket.socket | None = sock
+        self.deadline = deadline
+        self._lock = threading.Lock()
+
+    def expire(self) -> None:
+        with self._lock:
+            deadlines.shut(self.sock)
+
+    def finish(self) -> None:
+        with self._lock:
+            self.sock = None
+
+
 class _BoundedHTTPServer(HTTPServer):
-    """At most `workers` connections served at once; more wait in the listen backlog."""
+    """At most `workers` connections served at once, each for at most `limit` seconds in
+    all; more wait in the listen backlog."""
 
     def __init__(
-        self, addr: tuple[str, int], handler: type[BaseHTTPRequestHandler], *, workers: int
+        self,
+        addr: tuple[str, int],
+        handler: type[BaseHTTPRequestHandler],
+        *,
+        workers: int,
+        limit: float,
     ) -> None:
         # Before binding: a failed bind calls server_close().
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="http")
         self._slots = threading.BoundedSemaphore(workers)
+        self._limit = limit
         super().__init__(addr, handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
@@ -549,11 +582,14 @@ class _BoundedHTTPServer(HTTPServer):
         self._pool.submit(self._work, request, client_address)
 
     def _work(self, request: Any, client_address: Any) -> None:
+        bound = _Request(request, time.monotonic() + self._limit)
+        deadlines.WATCHDOG.watch(bound)
         try:
             self.finish_request(request, client_address)
         except Exception as e:  # a client's bad request must not reach stderr as a traceback
             logs.get().warning("bad request", extra={"error": errors.cut(repr(e), 200)})
         finally:
+            bound.finish()
             self.shutdown_request(request)
             self._slots.release()
 
@@ -562,7 +598,9 @@ class _BoundedHTTPServer(HTTPServer):
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _serve(runner: Runner, listen: tuple[str, int]) -> _BoundedHTTPServer:
+def _serve(
+    runner: Runner, listen: tuple[str, int], *, workers: int, probes_only: bool = False
+) -> _BoundedHTTPServer:
     class Handler(BaseHTTPRequestHandler):
         disable_nagle_algorithm = True  # see gitmesh.localkube.server._Handler
         timeout = runner.run_settings.http_timeout  # a socket timeout: slow clients go
@@ -587,7 +625,9 @@ def _serve(runner: Runner, listen: tuple[str, int]) -> _BoundedHTTPServer:
             self.wfile.write(body)
 
         def do_GET(self) -> None:
-            if self.path == "/metrics":
+            if probes_only and self.path not in ("/healthz", "/readyz"):
+                self._reply(404, b"not found\n")
+            elif self.path == "/metrics":
                 self._reply(200, generate_latest(runner.metrics.registry), CONTENT_TYPE_LATEST)
             elif self.path == "/healthz":
                 sick = runner.unhealthy()
@@ -604,7 +644,7 @@ def _serve(runner: Runner, listen: tuple[str, int]) -> _BoundedHTTPServer:
                 self._reply(404, b"not found\n")
 
         def do_POST(self) -> None:
-            if self.path != "/hooks/git" or runner.run_settings.hook_secret is None:
+            if probes_only or self.path != "/hooks/git" or runner.run_settings.hook_secret is None:
                 self._reply(404, b"not found\n")
                 return
             raw = self.headers.get("Content-Length") or "0"
@@ -628,6 +668,9 @@ def _serve(runner: Runner, listen: tuple[str, int]) -> _BoundedHTTPServer:
             runner.trigger_poll()
             self._reply(202, b"poll scheduled\n")
 
-    server = _BoundedHTTPServer(listen, Handler, workers=runner.run_settings.http_workers)
-    threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
+    server = _BoundedHTTPServer(
+        listen, Handler, workers=workers, limit=runner.run_settings.http_timeout
+    )
+    name = "http-probes" if probes_only else "http"
+    threading.Thread(target=server.serve_forever, name=name, daemon=True).start()
     return server

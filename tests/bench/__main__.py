@@ -281,6 +281,8 @@ def bench_endpoints(size: int, samples: int, tmp: Path) -> dict[str, Any]:
                 "3600",
                 "--listen",
                 f"127.0.0.1:{port}",
+                "--probe-listen",
+                f"127.0.0.1:{port + 1}",
                 "--log-level",
                 "warning",
             ],

@@ -40,6 +40,7 @@ class Proc:
 
     def __init__(self, world: World, name: str, *extra: str) -> None:
         self.port = free_port()
+        self.probe_port = free_port()
         self.log = world.tmp / f"{name}.log"
         self.identity = name
         env = {**os.environ, "GITMESH_HOOK_SECRET": "s3cret-hook"}
@@ -53,6 +54,8 @@ class Proc:
             str(world.tmp / f"cache-{name}"),
             "--listen",
             f"127.0.0.1:{self.port}",
+            "--probe-listen",
+            f"127.0.0.1:{self.probe_port}",
             "--identity",
             name,
             "--lease-duration",

@@ -10,7 +10,9 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,7 @@ from tests.integration.hostile import (
     set_kubeconfig,
     trickle_server,
 )
+from tests.integration.running import Proc, wait_for
 from tests.integration.test_istiod_remote import GATEWAY, join_primary
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -472,3 +475,56 @@ def test_central_spelled_differently_is_still_central(world: World, host: str) -
     assert world.status()[f"status/{SAMPLE}.yaml"]["state"] == "Available"
     assert world.names("central", "deployments", "istio-system", group="apps") == []
     assert "cacerts" not in world.names("central", "secrets", "istio-system")
+
+
+# -- gitmesh run's own listener ------------------------------------------------------------
+
+
+@pytest.mark.localkube_only  # about gitmesh's own HTTP listener: one backend is enough
+def test_slow_clients_of_the_metrics_port_never_starve_the_probes(
+    world: World, procs: list[Proc]
+) -> None:
+    """Before: 16 clients trickling a header byte every 3 s held every worker of the one
+    listener (each read within its timeout) and 0 of 8 /healthz probes were answered in
+    45 s. After: the probes have a listener of their own and answer at once, and a
+    trickling client is cut at the request's total time (10 s) though every read is in
+    time."""
+    proc = Proc(world, "probed")
+    procs.append(proc)
+    wait_for(lambda: proc.get("/healthz")[0] == 200, timeout=30, what="gitmesh run to serve")
+    stop = threading.Event()
+    closed: list[float] = []
+
+    def trickle() -> None:
+        try:  # past the workers and the listen backlog, a connect may time out
+            s = socket.create_connection(("127.0.0.1", proc.port), timeout=5)
+        except OSError:
+            return
+        started = time.monotonic()
+        with s:
+            try:
+                for byte in b"GET /metrics HTTP/1.1\r\nX-Slow: " + b"a" * 100:
+                    if stop.is_set():
+                        return
+                    s.sendall(bytes([byte]))
+                    stop.wait(3)
+            except OSError:
+                closed.append(time.monotonic() - started)
+
+    clients = [threading.Thread(target=trickle, daemon=True) for _ in range(16)]
+    for client in clients:
+        client.start()
+    try:
+        time.sleep(1)
+        answered = 0
+        for _ in range(8):
+            url = f"http://127.0.0.1:{proc.probe_port}/healthz"
+            with urllib.request.urlopen(url, timeout=2) as r:
+                answered += r.status == 200
+        assert answered == 8
+        wait_for(lambda: len(closed) >= 8, timeout=40, what="trickling clients to be cut")
+        assert all(t < 30 for t in closed), closed
+    finally:
+        stop.set()
+        for client in clients:
+            client.join()

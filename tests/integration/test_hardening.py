@@ -450,7 +450,7 @@ def http_server(world: World, tmp_path: Path) -> Any:
             listen=("127.0.0.1", 0), hook_secret=b"s", http_timeout=1.0, http_workers=4
         ),
     )
-    server = _serve(runner, ("127.0.0.1", 0))
+    server = _serve(runner, ("127.0.0.1", 0), workers=runner.run_settings.http_workers)
     yield server
     server.shutdown()
     server.server_close()
@@ -466,7 +466,7 @@ def test_readyz_reports_a_wedged_worker(world: World, tmp_path: Path) -> None:
         settings=reconcile.Settings(remote_timeout=1.0),
         run=RunSettings(listen=("127.0.0.1", 0)),
     )
-    server = _serve(runner, ("127.0.0.1", 0))
+    server = _serve(runner, ("127.0.0.1", 0), workers=runner.run_settings.http_workers)
     try:
         runner.pass_started = time.monotonic() - 10.0  # a pass in flight for 10 s: fine
         assert runner.wedged() is None
