@@ -5,6 +5,11 @@ the lease over once it has seen the same record unchanged for `lease_duration` (
 on its own clock, so clock skew between replicas does not matter). Every write is guarded
 by the Lease's resourceVersion, so two candidates never both win. On shutdown the holder
 releases the lease so a follower can take over at once.
+
+What the Lease declares is anyone's to write who may update Leases there, so it is read
+as a claim, not a fact: a `leaseDurationSeconds` that is not a positive integer counts as
+gitmesh's own duration, and one past `MAX_DECLARED` (a forged 2147483647 kept the lease
+forever) counts as `MAX_DECLARED`.
 """
 
 from __future__ import annotations
@@ -19,6 +24,19 @@ from gitmesh import errors, logs, resources
 from gitmesh.cluster import Cluster
 
 Obj = dict[str, Any]
+MAX_DECLARED = 3600.0  # the longest lease another holder is believed to have
+
+
+def declared_duration(spec: Obj, own: float) -> float:
+    """How long a holder's lease is taken to last: its declared duration, within reason."""
+    value = spec.get("leaseDurationSeconds")
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        return own
+    return min(float(value), MAX_DECLARED)
+
+
+def _count(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
 
 def micro_time() -> str:
@@ -151,14 +169,12 @@ class Elector:
         rv = lease["metadata"].get("resourceVersion")
         if holder == self.identity:
             new = self._spec(
-                transitions=int(spec.get("leaseTransitions", 0)), acquired=spec.get("acquireTime")
+                transitions=_count(spec.get("leaseTransitions")), acquired=spec.get("acquireTime")
             )
-        elif holder and now - self._observed_at < float(
-            spec.get("leaseDurationSeconds", self.lease_duration)
-        ):
+        elif holder and now - self._observed_at < declared_duration(spec, self.lease_duration):
             return False
         else:
-            new = self._spec(transitions=int(spec.get("leaseTransitions", 0)) + 1)
+            new = self._spec(transitions=_count(spec.get("leaseTransitions")) + 1)
         try:
             self.central.patch(
                 resources.LEASE,

@@ -5,6 +5,7 @@ of hanging, crashing the pass, borrowing its own rights or running a command."""
 from __future__ import annotations
 
 import base64
+import datetime
 import json
 import os
 import socket
@@ -20,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from gitmesh import cli, sandbox, shards
+from gitmesh import cli, leader, sandbox, shards
 from gitmesh.localkube import tlsgen
 from tests.gitutil import git
 from tests.integration.conftest import World
@@ -528,3 +529,43 @@ def test_slow_clients_of_the_metrics_port_never_starve_the_probes(
         stop.set()
         for client in clients:
             client.join()
+
+
+# -- the leader Lease ------------------------------------------------------------------------
+
+
+COORDINATION = "coordination.k8s.io"
+
+
+def _forge_leader_lease(world: World, duration: object) -> None:
+    store = world.store("central")
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    spec = {"holderIdentity": "forger", "leaseDurationSeconds": duration, "renewTime": now}
+    store.create(
+        store.kind("coordination.k8s.io", "v1", "leases"),
+        sandbox.NAMESPACE,
+        {"metadata": {"name": "gitmesh"}, "spec": spec},
+    )
+
+
+@pytest.mark.localkube_only  # kube-apiserver refuses a Lease whose duration is a string
+def test_a_leader_lease_with_a_malformed_duration_is_taken_over(world: World) -> None:
+    """Before: `leaseDurationSeconds: "abc"` on the leader Lease killed the election
+    thread (ValueError) and no pass ever ran. After: a malformed duration counts as
+    gitmesh's own, and the stale holder is taken over after it."""
+    _forge_leader_lease(world, "abc")
+    assert world.reconcile("--lease-duration", "1s", "--retry-period", "0.2s") == 0
+    assert world.status_commits() == 1
+    lease = world.get(
+        "central", "leases", sandbox.NAMESPACE, "gitmesh", group="coordination.k8s.io"
+    )
+    assert lease["spec"]["holderIdentity"] != "forger"
+
+
+def test_a_declared_lease_duration_is_believed_within_an_hour() -> None:
+    """A forged `leaseDurationSeconds: 2147483647` held the leader Lease for 68 years; it
+    is believed for MAX_DECLARED (an hour) at most, a shorter one as declared."""
+    assert leader.declared_duration({"leaseDurationSeconds": 2147483647}, 15.0) == 3600.0
+    assert leader.declared_duration({"leaseDurationSeconds": 120}, 15.0) == 120.0
+    for bad in ("abc", -5, 0, True, None, 1.5):
+        assert leader.declared_duration({"leaseDurationSeconds": bad}, 15.0) == 15.0
