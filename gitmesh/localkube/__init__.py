@@ -23,10 +23,20 @@ kept, each a strict xfail there:
   objects from typed code, and the real backend runs every integration test;
 - immutable fields are not enforced (immutable ConfigMaps, a Deployment's selector, a
   RoleBinding's roleRef);
-- namespace deletion is synchronous: no Terminating phase while a namespace empties.
+- namespace deletion is synchronous: no Terminating phase while a namespace empties;
+- every delete is immediate: `propagationPolicy: Foreground` answers a Status, not the
+  object held by a `foregroundDeletion` finalizer (and Orphan orphans nothing: there is
+  no garbage collector); gitmesh deletes with Background;
+- no `kube-root-ca.crt` ConfigMap is published into new namespaces (kube-controller-manager
+  does it on the real tier); gitmesh neither reads nor writes it.
 Found and fixed: a failed JSON Patch `test` now answers kube's bare 422 (no causes),
 `Status` bodies always carry `details`, Secret `stringData` is folded into `data`, and
-Tables keep `metadata.continue`.
+Tables keep `metadata.continue`; and (issue 21) a misspelt `dryRun` or `fieldValidation`
+is a 422 (a misspelt dryRun made a real write), an ExternalName Service's `externalName`
+and an ownerReference's apiVersion, kind, name and uid are validated, a TokenRequest keeps
+its `audiences` (defaulting to the API server's) and a token for another audience does not
+authenticate, and a strategic merge puts new keyed list elements in kube's order (the
+patch's first).
 
 What it does not emulate either: admission webhooks and admission plugins (the webhooks you
 create are stored, never called), server-side apply (`application/apply-patch+yaml` gets

@@ -173,6 +173,17 @@ def _slice_problems(obj: dict[str, Any]) -> list[str]:
     return out
 
 
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+
+
+def _dns_subdomain(name: object) -> bool:
+    return (
+        isinstance(name, str)
+        and 0 < len(name) <= 253
+        and all(len(p) <= 63 and _DNS_LABEL.fullmatch(p) for p in name.split("."))
+    )
+
+
 def problems(kind: Kind, obj: dict[str, Any]) -> list[str]:
     """Field errors kube-apiserver would report for this object (a subset)."""
     out = []
@@ -191,6 +202,12 @@ def problems(kind: Kind, obj: dict[str, Any]) -> list[str]:
                     f"spec.ports[{i}].port: Invalid value: {p!r}: must be between 1 and "
                     "65535, inclusive"
                 )
+        name = spec.get("externalName")
+        if spec.get("type") == "ExternalName" and not _dns_subdomain(name):
+            out.append(
+                f'spec.externalName: Invalid value: "{name}": a lowercase RFC 1123 subdomain '
+                "must consist of lower case alphanumeric characters, '-' or '.'"
+            )
     if kind.kind in ("Deployment",):
         if not spec.get("selector"):
             out.append("spec.selector: Required value")
@@ -200,6 +217,11 @@ def problems(kind: Kind, obj: dict[str, Any]) -> list[str]:
         out.append("spec.containers: Required value")
     if kind.kind == "EndpointSlice":
         out += _slice_problems(obj)
+    owners = obj.get("metadata", {}).get("ownerReferences") or []
+    for i, ref in enumerate(owners if isinstance(owners, list) else []):
+        for field in ("apiVersion", "kind", "name", "uid"):
+            if not isinstance(ref, dict) or not ref.get(field):
+                out.append(f'metadata.ownerReferences[{i}].{field}: Invalid value: "": empty')
     labels = obj.get("metadata", {}).get("labels") or {}
     for value in labels.values():
         if not isinstance(value, str) or len(value) > 63:

@@ -25,6 +25,8 @@ from gitmesh.localkube import kinds, protobuf, tables
 from gitmesh.localkube.kinds import Kind
 from gitmesh.localkube.store import ApiError, Event, Obj, Store, bad_request
 
+_FIELD_VALIDATION = ("Ignore", "Warn", "Strict")
+
 if TYPE_CHECKING:
     from gitmesh.localkube.server import Server
 
@@ -367,6 +369,14 @@ class _Handler(BaseHTTPRequestHandler):
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         kind, namespace, name, sub = resource
         dry_run = query.get("dryRun") == "All"
+        for param, allowed in (("dryRun", ("All",)), ("fieldValidation", _FIELD_VALIDATION)):
+            value = query.get(param)
+            if value is not None and value not in allowed:
+                raise ApiError(
+                    422,
+                    "Invalid",
+                    f'Invalid value: "{value}": {param} must be one of {", ".join(allowed)}',
+                )
         method = self.command
         if method == "GET" and not name:
             if _flag(query.get("watch")):

@@ -177,6 +177,31 @@ def _merge_list(orig: Any, patch: list[Any], path: tuple[str, ...], kind: str) -
             out.append(_strip(item))
         else:
             out[idx] = _merge_map(out[idx], item, path, kind)
+    return _patch_order(out, patch, orig_list, key)
+
+
+def _patch_order(merged: list[Any], patch: list[Any], orig: list[Any], key: str) -> list[Any]:
+    """apimachinery's element order after a strategic merge (normalizeElementOrder): the
+    patch's elements in the patch's order, the server's others in theirs, interleaved by
+    the live object's order where both are in it; so new elements come before the old
+    ones they are not ordered against."""
+
+    def key_of(item: Any) -> Any:
+        return item.get(key) if isinstance(item, dict) else None
+
+    in_patch = [key_of(i) for i in patch if isinstance(i, dict) and i.get("$patch") != "delete"]
+    by_key = {key_of(i): i for i in merged}
+    right = [by_key[k] for k in in_patch if k in by_key]
+    left = [i for i in merged if key_of(i) not in in_patch]
+    server = {key_of(i): n for n, i in enumerate(orig)}
+    out: list[Any] = []
+    while left or right:
+        if left and right:
+            li, ri = server.get(key_of(left[0])), server.get(key_of(right[0]))
+            take_left = li is not None and ri is not None and li < ri
+        else:
+            take_left = bool(left)
+        out.append(left.pop(0) if take_left else right.pop(0))
     return out
 
 

@@ -116,6 +116,18 @@ def invalid(kind: Kind, name: str, causes: list[tuple[str, str]]) -> ApiError:
     return ApiError(422, "Invalid", f'{kind.kind} "{name}" is invalid: {text}', details)
 
 
+# What a TokenRequest without audiences is for (kube-apiserver's default, the
+# service-account issuer of the real tier).
+API_AUDIENCE = "https://kubernetes.default.svc.cluster.local"
+
+
+def _audiences(spec: Obj) -> list[str]:
+    given = spec.get("audiences")
+    if isinstance(given, list) and given:
+        return [str(a) for a in given]
+    return [API_AUDIENCE]
+
+
 def bad_request(message: str) -> ApiError:
     """400."""
     return ApiError(400, "BadRequest", message)
@@ -205,15 +217,18 @@ class Store:
                 [("spec.expirationSeconds", "may not specify a duration less than 10 minutes")],
             )
         expires = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=seconds)
+        audiences = _audiences(spec)
+        # A token for another audience (istio-ca, vault) does not authenticate to this API
+        # server, as on kube-apiserver: it is not kept.
         token = "" if dry_run else f"localkube-{secrets.token_urlsafe(24)}"
-        if token:
+        if token and API_AUDIENCE in audiences:
             with self.lock:
                 self.tokens[token] = (namespace, name, expires)
         return {
             "apiVersion": "authentication.k8s.io/v1",
             "kind": "TokenRequest",
             "metadata": {"name": name, "namespace": namespace},
-            "spec": {"expirationSeconds": seconds, "audiences": []},
+            "spec": {"expirationSeconds": seconds, "audiences": audiences},
             "status": {
                 "token": token,
                 "expirationTimestamp": expires.strftime("%Y-%m-%dT%H:%M:%SZ"),

@@ -315,6 +315,104 @@ CASES: dict[str, Callable[[str], list[Step]]] = {
         Step("POST", NS, {"metadata": {"name": f"{n}-gone"}}),
         Step("DELETE", f"{NS}/{n}-gone", fields=("status.phase",)),
     ],
+    "dry-run-misspelt-400": lambda n: [
+        Step("POST", f"{NS}/{n}/configmaps?dryRun=all", _cm(n, "x")),
+        Step("GET", f"{NS}/{n}/configmaps/x"),
+        Step("POST", f"{NS}/{n}/configmaps?dryRun=All", _cm(n, "y")),
+        Step("GET", f"{NS}/{n}/configmaps/y"),
+    ],
+    "field-validation-misspelt-400": lambda n: [
+        Step("POST", f"{NS}/{n}/configmaps?fieldValidation=strict", _cm(n, "x")),
+    ],
+    "external-name-invalid-422": lambda n: [
+        Step(
+            "POST",
+            f"{NS}/{n}/services",
+            {"metadata": {"name": "e"}, "spec": {"type": "ExternalName", "externalName": "None"}},
+        ),
+        Step(
+            "POST",
+            f"{NS}/{n}/services",
+            {
+                "metadata": {"name": "f"},
+                "spec": {"type": "ExternalName", "externalName": "istiod.example.com"},
+            },
+            fields=("spec.externalName",),
+        ),
+    ],
+    "owner-reference-without-uid-422": lambda n: [
+        Step(
+            "POST",
+            f"{NS}/{n}/configmaps",
+            _cm(
+                n,
+                "x",
+                metadata={
+                    "name": "x",
+                    "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "o"}],
+                },
+            ),
+        ),
+    ],
+    "token-request-audiences": lambda n: [
+        Step("POST", f"{NS}/{n}/serviceaccounts", {"metadata": {"name": "sa"}}),
+        Step(
+            "POST",
+            f"{NS}/{n}/serviceaccounts/sa/token",
+            {
+                "apiVersion": "authentication.k8s.io/v1",
+                "kind": "TokenRequest",
+                "spec": {"audiences": ["istio-ca"], "expirationSeconds": 3600},
+            },
+            fields=("spec.audiences", "spec.expirationSeconds", "kind"),
+        ),
+    ],
+    "foreground-delete-lingers": lambda n: [
+        Step("POST", f"{NS}/{n}/configmaps", _cm(n, "x")),
+        Step(
+            "DELETE",
+            f"{NS}/{n}/configmaps/x",
+            {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Foreground"},
+            fields=("metadata.finalizers", "kind"),
+        ),
+    ],
+    "strategic-merge-new-keyed-order": lambda n: [
+        Step("POST", f"/apis/apps/v1/namespaces/{n}/deployments", _deploy("d")),
+        Step(
+            "PATCH",
+            f"/apis/apps/v1/namespaces/{n}/deployments/d",
+            {
+                "spec": {
+                    "template": {
+                        "spec": {
+                            "containers": [
+                                {"name": "z", "image": "busybox"},
+                                {"name": "b", "image": "busybox"},
+                            ]
+                        }
+                    }
+                }
+            },
+            ctype="application/strategic-merge-patch+json",
+            fields=(
+                "spec.template.spec.containers.0.name",
+                "spec.template.spec.containers.1.name",
+                "spec.template.spec.containers.2.name",
+            ),
+        ),
+        Step(
+            "POST",
+            f"{NS}/{n}/services",
+            {"metadata": {"name": "s"}, "spec": {"ports": [{"port": 80, "name": "a"}]}},
+        ),
+        Step(
+            "PATCH",
+            f"{NS}/{n}/services/s",
+            {"spec": {"ports": [{"port": 443, "name": "b"}]}},
+            ctype="application/strategic-merge-patch+json",
+            fields=("spec.ports.0.port", "spec.ports.1.port"),
+        ),
+    ],
     "bad-input": lambda n: [
         Step("POST", f"{NS}/{n}/configmaps", b"{not json"),
         Step("POST", f"{NS}/{n}/configmaps", _cm(n, "Bad_Name")),
@@ -332,6 +430,7 @@ KNOWN: dict[str, str] = {
     "deployment-selector-immutable-422": "immutable fields are not enforced",
     "rolebinding-roleref-immutable-422": "immutable fields are not enforced",
     "namespace-deletion-terminates": "namespace deletion is synchronous (no Terminating phase)",
+    "foreground-delete-lingers": "deletion is immediate: no foregroundDeletion finalizer",
 }
 
 

@@ -555,7 +555,9 @@ class TestPatches:
             ("B", "two"),
             ("C", "3"),
         ]
-        assert [p.container_port for p in containers[0].ports] == [80, 8080]
+        # A new keyed element the live list cannot order comes first, as on kube-apiserver
+        # (test_differential's strategic-merge-new-keyed-order).
+        assert [p.container_port for p in containers[0].ports] == [8080, 80]
 
     def test_strategic_merge_patch_on_custom_resource_is_415(
         self, dyn: dynamic.DynamicClient

@@ -21,10 +21,12 @@ def test_merge_patch_rfc7386() -> None:
 @pytest.mark.parametrize(
     ("doc", "patch", "expected"),
     [
+        # A new keyed element comes first, as kube-apiserver orders it (test_differential's
+        # strategic-merge-new-keyed-order).
         (
             {"spec": {"ports": [{"port": 80, "name": "a"}]}},
             {"spec": {"ports": [{"port": 443, "name": "b"}]}},
-            {"spec": {"ports": [{"port": 80, "name": "a"}, {"port": 443, "name": "b"}]}},
+            {"spec": {"ports": [{"port": 443, "name": "b"}, {"port": 80, "name": "a"}]}},
         ),
         (
             {"spec": {"ports": [{"port": 80, "name": "a"}]}},
