@@ -554,9 +554,10 @@ class Cluster:
                     "GET", "/api/v1/namespaces/kube-system", what=f"get kube-system on {self.name}"
                 )
             except (errors.Forbidden, errors.NotFound):
-                return None
-            self._identity = str((obj.get("metadata") or {}).get("uid") or "") or None
-        return self._identity
+                self._identity = ""  # not to be known: not asked again
+            else:
+                self._identity = str((obj.get("metadata") or {}).get("uid") or "")
+        return self._identity or None
 
     def get(self, res: Resource, namespace: str | None, name: str) -> Obj:
         """One object (NotFound when missing)."""

@@ -32,7 +32,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, S
 from concurrent.futures import Executor, ThreadPoolExecutor, as_completed, wait
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -280,6 +280,16 @@ def _identity(remote: Cluster) -> str | None:
     return uid
 
 
+@cache
+def _unknown_central() -> None:
+    """Said once a process: without central's identity, the check by address is all."""
+    logs.get().warning(
+        "cannot read the central cluster's kube-system namespace (get on that namespace is "
+        "needed): a remote whose kubeconfig reaches central under another address is not "
+        "detected"
+    )
+
+
 @contextmanager
 def _connected(
     connect: Connect, name: str, config: Mapping[str, Any], settings: Settings, central: Cluster
@@ -293,7 +303,9 @@ def _connected(
         remote.max_response = settings.max_response
         remote.deadline = time.monotonic() + settings.remote_timeout
         mine = central.identity()
-        if mine is not None and _identity(remote) == mine:
+        if mine is None:
+            _unknown_central()
+        elif _identity(remote) == mine:
             raise errors.CredentialsError(
                 f"the kubeconfig of remote {name!r} reaches the central cluster (its "
                 f"kube-system namespace is central's, at {remote.server}); refusing to "
