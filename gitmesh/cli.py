@@ -40,7 +40,13 @@ DISTRIBUTION = "gitmesh-istio"
 
 
 class _Parser(argparse.ArgumentParser):
-    """Usage errors are one line (and exit 2), as kubectl's are; --help has the usage."""
+    """Usage errors are one line (and exit 2), as kubectl's are; --help has the usage. No
+    flag is guessed from a prefix (argparse's default): `plan --kubeconfig F` was taken
+    as --kubeconfig-dir and ran against whatever $KUBECONFIG named."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")

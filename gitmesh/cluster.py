@@ -206,7 +206,6 @@ class _Bounded(HTTPConnection):
             length = resp.headers.get("Content-Length", "")
             if length.isdigit() and int(length) > exchange.cap:
                 exchange.too_large = True
-                resp.release_conn()
                 self.close()
                 raise urllib3.exceptions.ProtocolError("the answer is too large")
             original = resp._original_response  # the only handle on the body's file
@@ -215,16 +214,12 @@ class _Bounded(HTTPConnection):
         return resp
 
 
-class _BoundedHTTP(_Bounded, HTTPConnection):
-    pass
-
-
 class _BoundedHTTPS(_Bounded, HTTPSConnection):
     pass
 
 
 class _HTTPPool(urllib3.HTTPConnectionPool):
-    ConnectionCls = _BoundedHTTP
+    ConnectionCls = _Bounded
 
 
 class _HTTPSPool(urllib3.HTTPSConnectionPool):

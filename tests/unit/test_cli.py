@@ -165,3 +165,24 @@ def test_the_flag_default_concurrency_is_the_library_default() -> None:
 
     args = cli.build_parser().parse_args(["reconcile", "--once", "--repo", "x"])
     assert args.concurrency == reconcile.DEFAULT_CONCURRENCY == reconcile.Settings().concurrency
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["plan", "--repo", "/nowhere", "--kubeconfig", "/tmp/central.kubeconfig"],
+        ["reconcile", "--repo", "/nowhere", "--kubeconfig", "/tmp/central.kubeconfig"],
+        ["status", "--repo", "/nowhere", "--out", "json"],
+        ["plan", "--repo", "/nowhere", "--central-kube", "/tmp/central.kubeconfig"],
+    ],
+)
+def test_a_flag_is_never_guessed_from_a_prefix(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: argparse took `--kubeconfig` for `--kubeconfig-dir` (so `reconcile
+    --kubeconfig FILE` applied to whatever $KUBECONFIG named), `--out` for `--output`.
+    After: an unknown flag is a usage error naming it, as kubectl's `unknown flag`."""
+    with pytest.raises(SystemExit) as e:
+        cli.main(argv)
+    assert e.value.code == 2
+    assert f"unrecognized arguments: {argv[3]}" in capsys.readouterr().err
