@@ -18,10 +18,12 @@ import os
 import platform
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -657,6 +659,90 @@ def bench_localkube_list(objects: int) -> dict[str, Any]:
     }
 
 
+@contextmanager
+def flood_server() -> Iterator[str]:
+    """A loopback HTTP server answering every request with an endless valid JSON list."""
+    item = b'{"metadata":{"name":"x"}},' * 4096
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(512)
+    sock.settimeout(0.2)
+    stop = threading.Event()
+
+    def answer(conn: socket.socket) -> None:
+        with conn:
+            try:
+                conn.recv(65536)
+                conn.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    b"Transfer-Encoding: chunked\r\n\r\n" + b'a\r\n{"items":[\r\n'
+                )
+                while not stop.is_set():
+                    conn.sendall(b"%x\r\n%s\r\n" % (len(item), item))
+            except OSError:
+                pass
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = sock.accept()
+            except OSError:
+                continue
+            threading.Thread(target=answer, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join()
+        sock.close()
+
+
+def bench_hostile(size: int, tmp: Path) -> list[dict[str, Any]]:
+    """Every remote answers every LIST with an endless valid JSON body, all at once: the
+    pass's time and peak memory at two --max-response-size bounds."""
+    work = tmp / "hostile"
+    names = remote_names(size)
+    rows = []
+    with emulator(size, work) as emu, flood_server() as url:
+        repo = mesh_repo(work / "mesh.git", names)
+        configs = work / "kubeconfigs"
+        configs.mkdir()
+        for name in names:
+            config = {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": name, "cluster": {"server": url}}],
+                "users": [{"name": name, "user": {"token": "t"}}],
+                "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
+                "current-context": name,
+            }
+            (configs / name).write_text(yaml.safe_dump(config))
+        for cap in ("16Mi", "1Mi"):
+            cmd = [
+                *gitmesh_reconcile(emu, repo, work / f"cache-{cap}", concurrency=size),
+                "--kubeconfig-dir",
+                str(configs),
+                "--max-response-size",
+                cap,
+            ]
+            seconds, cpu, rss, code = run_cli(cmd)
+            rows.append(
+                {
+                    "remotes": size,
+                    "cap": cap,
+                    "seconds": round(seconds, 2),
+                    "cpu_s": round(cpu, 2),
+                    "peak_rss_mib": round(rss, 1),
+                    "exit": code,
+                }
+            )
+            print(f"  hostile R={size} cap {cap}: {seconds:.1f}s, {rss:.0f} MiB", flush=True)
+    return rows
+
+
 def _wan(r: dict[str, Any], case: str, tool: str, phase: str, latency: int) -> list[Any]:
     return [
         w
@@ -766,6 +852,15 @@ GOALS = [
         lambda r: r["git"]["status_commit_seconds"] < 5 if "git" in r else None,
     ),
     (
+        "every remote flooding every LIST (8 remotes, 14 reads each at once): peak RSS under "
+        "1 GiB at the default 16Mi bound, every remote failed, not the pass",
+        lambda r: (
+            all(h["peak_rss_mib"] < 1024 and h["exit"] == 1 for h in r["hostile"])
+            if r.get("hostile")
+            else None
+        ),
+    ),
+    (
         "a labelled LIST out of 10,000 objects well under a second",
         lambda r: r["localkube"]["median_ms"] < 250 if "localkube" in r else None,
     ),
@@ -823,6 +918,14 @@ def table(results: dict[str, Any]) -> str:
             f"\nlocalkube: labelled LIST of {lk['matched']} out of {lk['objects']} "
             f"objects: median {lk['median_ms']} ms, p95 {lk['p95_ms']} ms"
         )
+    if "hostile" in results:
+        out.append("\n| hostile remotes | --max-response-size | wall | CPU | peak RSS | exit |")
+        out.append("|---:|---|---:|---:|---:|---:|")
+        for h in results["hostile"]:
+            out.append(
+                f"| {h['remotes']} | {h['cap']} | {h['seconds']} s | {h['cpu_s']} s | "
+                f"{h['peak_rss_mib']:.0f} MiB | {h['exit']} |"
+            )
     if "wan" in results:
         out.append(
             "\n| case | tool | pass | remotes | latency | wall | CPU | CPU ms/remote | "
@@ -854,8 +957,9 @@ def main() -> int:
     p.add_argument("--git-remotes", type=int, default=1000)
     p.add_argument(
         "--only",
-        default="passes,endpoints,kubectl,git,localkube",
-        help="any of passes,endpoints,kubectl,git,localkube,wan (wan: far remotes)",
+        default="passes,endpoints,kubectl,git,localkube,hostile",
+        help="any of passes,endpoints,kubectl,git,localkube,wan,hostile (wan: far remotes; "
+        "hostile: every remote floods its answers)",
     )
     p.add_argument("--remotes", type=int, default=1000, help="wan: how many remotes")
     p.add_argument(
@@ -899,6 +1003,8 @@ def main() -> int:
                 args.endpoint_remotes, args.endpoint_samples, tmp
             )
             print("  endpoints done", flush=True)
+        if "hostile" in only:
+            results["hostile"] = bench_hostile(8, tmp)
         if "wan" in only:
             results["wan"] = [
                 row

@@ -170,10 +170,10 @@ def test_the_flag_default_concurrency_is_the_library_default() -> None:
 @pytest.mark.parametrize(
     "argv",
     [
-        ["plan", "--repo", "/nowhere", "--kubeconfig", "/tmp/central.kubeconfig"],
-        ["reconcile", "--repo", "/nowhere", "--kubeconfig", "/tmp/central.kubeconfig"],
+        ["plan", "--repo", "/nowhere", "--kubeconfig", "central.kubeconfig"],
+        ["reconcile", "--repo", "/nowhere", "--kubeconfig", "central.kubeconfig"],
         ["status", "--repo", "/nowhere", "--out", "json"],
-        ["plan", "--repo", "/nowhere", "--central-kube", "/tmp/central.kubeconfig"],
+        ["plan", "--repo", "/nowhere", "--central-kube", "central.kubeconfig"],
     ],
 )
 def test_a_flag_is_never_guessed_from_a_prefix(
