@@ -773,6 +773,13 @@ def cmd_join(args: argparse.Namespace) -> int:
             f"{args.name}: the remote's server is the central cluster's ({central.server})"
         )
     with remote, central:
+        # The same cluster under another address (localhost, 127.1, a DNS name) too.
+        mine = central.identity()
+        if mine is not None and remote.identity() == mine:
+            raise GitmeshError(
+                f"{args.name}: the remote at {remote.server} is the central cluster (its "
+                "kube-system namespace is central's); refusing to join central to itself"
+            )
         done = access.join(
             args.name,
             remote,

@@ -569,3 +569,33 @@ def test_a_declared_lease_duration_is_believed_within_an_hour() -> None:
     assert leader.declared_duration({"leaseDurationSeconds": 120}, 15.0) == 120.0
     for bad in ("abc", -5, 0, True, None, 1.5):
         assert leader.declared_duration({"leaseDurationSeconds": bad}, 15.0) == 15.0
+
+
+def test_join_refuses_central_under_another_address(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: `gitmesh join` compared server URLs, so an admin kubeconfig of central
+    written with `localhost` installed gitmesh's account and roles on central and stored
+    a remote Secret for it. After: refused by identity (central's kube-system UID), exit
+    1, nothing written on central."""
+    config = world.server.kubeconfig("central")
+    server = config["clusters"][0]["cluster"]["server"]
+    config["clusters"][0]["cluster"]["server"] = server.replace("127.0.0.1", "localhost", 1)
+    admin = world.tmp / "central-as-localhost.kubeconfig"
+    admin.write_text(yaml.safe_dump(config))
+    central = world.args[world.args.index("--central-kubeconfig") + 1]
+    before = world.writes()
+    code = cli.main(
+        [
+            "join",
+            "central-again",
+            "--kubeconfig",
+            str(admin),
+            "--central-kubeconfig",
+            central,
+        ]
+    )
+    assert code == 1
+    assert "is the central cluster" in capsys.readouterr().err
+    assert world.writes() == before
+    assert "gitmesh" not in world.names("central", "serviceaccounts", "gitmesh")
