@@ -15,7 +15,10 @@ It stays responsive with a hung remote: every remote's work in a pass has a dead
 `/readyz` reports a pass that has run past the longest a pass can take (a wedged worker),
 and shutdown waits at most `grace` seconds for the pass in flight. The HTTP server for
 metrics, health and the git webhook serves a bounded number of connections at once, each
-with a socket timeout, and refuses malformed or oversize requests with one log line each.
+with a socket timeout and a total time (gitmesh.deadlines shuts a request's socket when it
+is up), and refuses malformed or oversize requests with one log line each; `/healthz` and
+`/readyz` also have a listener of their own (`probe_listen`), which slow clients of the
+metrics port cannot starve.
 """
 
 from __future__ import annotations
