@@ -18,12 +18,10 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -42,6 +40,7 @@ from gitmesh.localkube import Server
 from gitmesh.source import Source
 from gitmesh.statusbranch import StatusBranch
 from tests.bench.emulator import remote_names
+from tests.integration.hostile import flood_server
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = (ROOT / "example-repo/remotes/remoteistio-sample.yaml").read_text()
@@ -657,47 +656,6 @@ def bench_localkube_list(objects: int) -> dict[str, Any]:
         "median_ms": round(statistics.median(times) * 1000, 1),
         "p95_ms": round(times[int(len(times) * 0.95)] * 1000, 1),
     }
-
-
-@contextmanager
-def flood_server() -> Iterator[str]:
-    """A loopback HTTP server answering every request with an endless valid JSON list."""
-    item = b'{"metadata":{"name":"x"}},' * 4096
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(512)
-    sock.settimeout(0.2)
-    stop = threading.Event()
-
-    def answer(conn: socket.socket) -> None:
-        with conn:
-            try:
-                conn.recv(65536)
-                conn.sendall(
-                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                    b"Transfer-Encoding: chunked\r\n\r\n" + b'a\r\n{"items":[\r\n'
-                )
-                while not stop.is_set():
-                    conn.sendall(b"%x\r\n%s\r\n" % (len(item), item))
-            except OSError:
-                pass
-
-    def accept() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = sock.accept()
-            except OSError:
-                continue
-            threading.Thread(target=answer, args=(conn,), daemon=True).start()
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        stop.set()
-        thread.join()
-        sock.close()
 
 
 def bench_hostile(size: int, tmp: Path) -> list[dict[str, Any]]:
