@@ -1,11 +1,15 @@
 """gitmesh's own access to a remote: what `gitmesh join` sets up, and its token's renewal.
 
 `join` uses an admin's kubeconfig once, to create on the remote a ServiceAccount for
-gitmesh, a ClusterRole with what gitmesh sends there (and what Kubernetes requires it to
-hold to grant citadel's and the injector's roles), a Role that lets that ServiceAccount
-renew its own token, and their bindings. It asks the TokenRequest API for a token of
-bounded lifetime and writes the kubeconfig Secret on central that `reconcile` reads:
-the remote's server and CA, and that token. The admin credentials are never stored.
+gitmesh; a Role in the remote's Istio namespace with what gitmesh writes there (it writes
+namespaced kinds nowhere else) and a LIST of the kinds served, to tell that namespace
+empty; a ClusterRole with the cluster-scoped kinds only, patches and deletes by name, and
+`escalate`/`bind` on the ClusterRoles gitmesh writes, by name, so that it grants citadel,
+the injector and an IstiodRemote's reader what they need without holding it; a Role that
+lets the ServiceAccount renew its own token; and their bindings. No wildcard. It asks the
+TokenRequest API for a token of bounded lifetime and writes the kubeconfig Secret on
+central that `reconcile` reads: the remote's server and CA, and that token. The admin
+credentials are never stored.
 
 On every pass, `renew` replaces a token that has used up two thirds of its lifetime,
 through the remote's TokenRequest API, with the token itself; a pass that finds the token
@@ -26,9 +30,9 @@ from typing import Any
 
 import yaml
 
-from gitmesh import errors, kubeconfigs, logs, resources
+from gitmesh import errors, kubeconfigs, logs, profiles, resources
 from gitmesh.cluster import Cluster
-from gitmesh.render import istiodremote
+from gitmesh.render import istiodremote, remoteistio
 from gitmesh.resources import Resource
 
 Obj = dict[str, Any]
@@ -41,53 +45,28 @@ LIFETIME = "gitmesh.io/token-lifetime"
 ACCOUNT_ANNOTATION = "gitmesh.io/token-account"
 DEFAULT_TTL = datetime.timedelta(days=30)
 _RBAC = "rbac.authorization.k8s.io"
+_ADMISSION = "admissionregistration.k8s.io"
 _CORE = ""
 
-# What gitmesh sends to a remote, by API group and resource. Every managed kind: a
-# labelled LIST per pass, CREATE/PATCH/DELETE to converge, GET to re-read after a conflict.
+# What gitmesh sends to a remote. Namespaced kinds only in the remote's Istio namespace (a
+# Role there): a labelled LIST per pass, CREATE/PATCH/DELETE to converge, GET to re-read
+# after a conflict.
 _CONVERGE = ["list", "get", "create", "patch", "delete"]
-# Kubernetes lets a subject grant only what it holds (RBAC escalation prevention): to
-# create citadel's ClusterRole (secrets: create get watch list update delete; services,
-# serviceaccounts: get watch list), the injector's (configmaps: get list watch;
-# mutatingwebhookconfigurations: get list watch patch) and an IstiodRemote's reader role
-# (below), gitmesh must hold those verbs.
-_TO_GRANT = {"watch", "update"}
-RULES: list[Obj] = [
+_NAMESPACED = [
     {
         "apiGroups": [_CORE],
-        "resources": ["secrets"],
-        "verbs": sorted({*_CONVERGE, *_TO_GRANT}),
-    },
-    {
-        "apiGroups": [_CORE],
-        "resources": ["configmaps", "serviceaccounts", "services"],
-        "verbs": sorted({*_CONVERGE, "watch"}),
-    },
-    {"apiGroups": [_CORE], "resources": ["endpoints", "namespaces"], "verbs": _CONVERGE},
-    {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": _CONVERGE},
-    {
-        "apiGroups": [_RBAC],
-        "resources": ["clusterroles", "clusterrolebindings"],
+        "resources": ["configmaps", "endpoints", "secrets", "serviceaccounts", "services"],
         "verbs": _CONVERGE,
     },
-    {
-        "apiGroups": ["admissionregistration.k8s.io"],
-        "resources": ["mutatingwebhookconfigurations"],
-        "verbs": sorted({*_CONVERGE, "watch"}),
-    },
+    {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": _CONVERGE},
     {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": _CONVERGE},
-    # Before deleting a namespace it created, gitmesh lists every namespaced kind in it to
-    # be sure nothing but its own objects is there.
-    {"apiGroups": ["*"], "resources": ["*"], "verbs": ["list"]},
-    # IstiodRemote: the primary's remote Secret holds a token of the reader account...
+    # IstiodRemote: the primary's remote Secret holds a token of the reader account.
     {
         "apiGroups": [_CORE],
         "resources": ["serviceaccounts/token"],
         "resourceNames": [istiodremote.READER],
         "verbs": ["create"],
     },
-    # ...and to grant the reader ClusterRole, gitmesh must hold what it grants.
-    *istiodremote.READER_RULES,
 ]
 # Its own token, renewed with itself: only that ServiceAccount, only in its namespace.
 TOKEN_RULES: list[Obj] = [
@@ -98,6 +77,88 @@ TOKEN_RULES: list[Obj] = [
         "verbs": ["create"],
     }
 ]
+
+
+def managed_names(namespace: str) -> dict[str, list[str]]:
+    """The cluster-scoped objects gitmesh writes for an Istio namespace, by resource: the
+    ClusterRoles (and their bindings) of citadel, the injector and an IstiodRemote's
+    reader, and the two models' webhooks."""
+    roles = [
+        f"{remoteistio.CITADEL}-{namespace}",
+        f"{remoteistio.INJECTOR}-{namespace}",
+        istiodremote.reader_role_name(namespace),
+    ]
+    webhooks = sorted({profiles.WEBHOOK_CONFIG_NAME, istiodremote.webhook_name(namespace)})
+    return {"clusterroles": roles, "mutatingwebhookconfigurations": webhooks}
+
+
+def cluster_rules(namespace: str) -> list[Obj]:
+    """The ClusterRole: cluster-scoped kinds only, and the objects gitmesh writes by name.
+    A create cannot be limited by name (RBAC does not know it yet). Kubernetes lets a
+    subject grant only what it holds, unless it may `escalate` the role (and `bind` it):
+    both by name, so gitmesh grants citadel, the injector and the reader their rights
+    without holding them (it could not otherwise read a Secret outside its namespace)."""
+    names = managed_names(namespace)
+    roles = names["clusterroles"]
+    return [
+        {
+            "apiGroups": [_CORE],
+            "resources": ["namespaces"],
+            # No create: join makes the Istio namespace (the Role lives there).
+            "verbs": ["list", "get", "patch"],
+        },
+        {
+            "apiGroups": [_CORE],
+            "resources": ["namespaces"],
+            "resourceNames": [namespace],
+            "verbs": ["delete"],
+        },
+        {
+            "apiGroups": [_RBAC],
+            "resources": ["clusterroles", "clusterrolebindings"],
+            "verbs": ["list", "get", "create"],
+        },
+        {
+            "apiGroups": [_RBAC],
+            "resources": ["clusterroles", "clusterrolebindings"],
+            "resourceNames": roles,
+            "verbs": ["patch", "delete"],
+        },
+        {
+            "apiGroups": [_RBAC],
+            "resources": ["clusterroles"],
+            "resourceNames": roles,
+            "verbs": ["bind", "escalate"],
+        },
+        {
+            "apiGroups": [_ADMISSION],
+            "resources": ["mutatingwebhookconfigurations"],
+            "verbs": ["list", "get", "create"],
+        },
+        {
+            "apiGroups": [_ADMISSION],
+            "resources": ["mutatingwebhookconfigurations"],
+            "resourceNames": names["mutatingwebhookconfigurations"],
+            "verbs": ["patch", "delete"],
+        },
+    ]
+
+
+def namespace_rules(listable: Sequence[Resource]) -> list[Obj]:
+    """The Role in the Istio namespace: what gitmesh converges there, and a LIST of every
+    kind the server served at join time, by name (no wildcard), so that gitmesh can tell
+    the namespace empty before it deletes one it made; a kind added later cannot be
+    listed, and the namespace is then kept."""
+    by_group: dict[str, set[str]] = {}
+    for res in listable:
+        group = res.api_version.rpartition("/")[0]
+        by_group.setdefault(group, set()).add(res.plural)
+    lists = [
+        {"apiGroups": [group], "resources": sorted(plurals), "verbs": ["list"]}
+        for group, plurals in sorted(by_group.items())
+    ]
+    return [*_NAMESPACED, *lists]
+
 
 _SA = resources.BY_KIND["ServiceAccount"]
 _NS = resources.NAMESPACE
@@ -114,53 +175,44 @@ def _meta(name: str, namespace: str | None = None) -> Obj:
     return meta
 
 
-def objects() -> list[tuple[Resource, Obj]]:
-    """What `join` makes on a remote, in creation order."""
+def objects(namespace: str, listable: Sequence[Resource]) -> list[tuple[Resource, Obj]]:
+    """What `join` makes on a remote whose Istio namespace is `namespace`, in creation
+    order; `listable`, the namespaced kinds the server serves."""
     subject = [{"kind": "ServiceAccount", "name": ACCOUNT, "namespace": NAMESPACE}]
+
+    def namespace_obj(name: str) -> Obj:
+        return {"apiVersion": "v1", "kind": "Namespace", "metadata": _meta(name)}
+
+    def role(kind: str, name: str, ns: str | None, rules: list[Obj]) -> Obj:
+        return {
+            "apiVersion": f"{_RBAC}/v1",
+            "kind": kind,
+            "metadata": _meta(name, ns),
+            "rules": rules,
+        }
+
+    def binding(kind: str, name: str, ns: str | None) -> Obj:
+        return {
+            "apiVersion": f"{_RBAC}/v1",
+            "kind": f"{kind}Binding",
+            "metadata": _meta(name, ns),
+            "roleRef": {"apiGroup": _RBAC, "kind": kind, "name": name},
+            "subjects": subject,
+        }
+
     return [
-        (_NS, {"apiVersion": "v1", "kind": "Namespace", "metadata": _meta(NAMESPACE)}),
+        (_NS, namespace_obj(NAMESPACE)),
         (
             _SA,
             {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(ACCOUNT, NAMESPACE)},
         ),
-        (
-            _CLUSTER_ROLE,
-            {
-                "apiVersion": f"{_RBAC}/v1",
-                "kind": "ClusterRole",
-                "metadata": _meta(CLUSTER_ROLE),
-                "rules": RULES,
-            },
-        ),
-        (
-            _CLUSTER_BINDING,
-            {
-                "apiVersion": f"{_RBAC}/v1",
-                "kind": "ClusterRoleBinding",
-                "metadata": _meta(CLUSTER_ROLE),
-                "roleRef": {"apiGroup": _RBAC, "kind": "ClusterRole", "name": CLUSTER_ROLE},
-                "subjects": subject,
-            },
-        ),
-        (
-            _ROLE,
-            {
-                "apiVersion": f"{_RBAC}/v1",
-                "kind": "Role",
-                "metadata": _meta(TOKEN_ROLE, NAMESPACE),
-                "rules": TOKEN_RULES,
-            },
-        ),
-        (
-            _BINDING,
-            {
-                "apiVersion": f"{_RBAC}/v1",
-                "kind": "RoleBinding",
-                "metadata": _meta(TOKEN_ROLE, NAMESPACE),
-                "roleRef": {"apiGroup": _RBAC, "kind": "Role", "name": TOKEN_ROLE},
-                "subjects": subject,
-            },
-        ),
+        (_CLUSTER_ROLE, role("ClusterRole", CLUSTER_ROLE, None, cluster_rules(namespace))),
+        (_CLUSTER_BINDING, binding("ClusterRole", CLUSTER_ROLE, None)),
+        (_NS, namespace_obj(namespace)),
+        (_ROLE, role("Role", CLUSTER_ROLE, namespace, namespace_rules(listable))),
+        (_BINDING, binding("Role", CLUSTER_ROLE, namespace)),
+        (_ROLE, role("Role", TOKEN_ROLE, NAMESPACE, TOKEN_RULES)),
+        (_BINDING, binding("Role", TOKEN_ROLE, NAMESPACE)),
     ]
 
 
@@ -286,11 +338,12 @@ def join(
     central: Cluster,
     namespace: str,
     *,
+    istio_namespace: str = "istio-system",
     lifetime: datetime.timedelta = DEFAULT_TTL,
     dry_run: bool = False,
 ) -> list[str]:
-    """Set up gitmesh's access to `remote` and store it on central; returns what was done,
-    one line each."""
+    """Set up gitmesh's access to `remote`, whose Istio objects live in `istio_namespace`,
+    and store it on central; returns what was done, one line each."""
     done = []
     try:
         existing: Obj | None = central.get(resources.SECRET, namespace, name)
@@ -304,7 +357,7 @@ def join(
             "join; delete it first to replace it"
         )
     absent: set[str] = set()  # namespaces a dry run only pretended to create
-    for res, obj in objects():
+    for res, obj in objects(istio_namespace, remote.namespaced_resources()):
         meta = obj["metadata"]
         if meta.get("namespace") in absent:
             what = "created"  # into a namespace that does not exist yet: nothing to ask
@@ -385,9 +438,13 @@ def renew(
     return renewed
 
 
-def granted() -> set[tuple[str, str, str]]:
-    """(group, resource, verb) triples the ClusterRole and Role grant (for tests)."""
-    rules: Sequence[Obj] = [*RULES, *TOKEN_RULES]
+def granted(namespace: str, listable: Sequence[Resource]) -> set[tuple[str, str, str]]:
+    """(group, resource, verb) triples the ClusterRole and the Roles grant (for tests)."""
+    rules: Sequence[Obj] = [
+        *cluster_rules(namespace),
+        *namespace_rules(listable),
+        *TOKEN_RULES,
+    ]
     return {
         (group, res, verb)
         for rule in rules

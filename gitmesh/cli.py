@@ -786,6 +786,7 @@ def cmd_join(args: argparse.Namespace) -> int:
             cluster,
             central,
             args.namespace,
+            istio_namespace=args.istio_namespace,
             lifetime=datetime.timedelta(seconds=args.token_ttl),
             dry_run=args.dry_run,
         )
@@ -828,6 +829,13 @@ def _add_join(sub: argparse._SubParsersAction[_Parser]) -> None:
         "--namespace",
         default=_env("NAMESPACE") or "istio-system",
         help="central namespace of the kubeconfig Secret (default: istio-system)",
+    )
+    p.add_argument(
+        "--istio-namespace",
+        type=_remote_name,  # a namespace's name is a DNS label too
+        default="istio-system",
+        help="the remote's Istio namespace, where gitmesh's Role lets it write (default: "
+        "istio-system; a remote file's metadata.namespace must name it)",
     )
     p.add_argument(
         "--token-ttl",

@@ -337,14 +337,24 @@ def _served_webhook(remote: Cluster) -> Resource:
     )
 
 
-def observe_remote(remote: Cluster, name: str, reads: Executor | None = None) -> _Observed:
-    """Everything gitmesh manages on the remote: one LIST per kind, plus namespaces; all
-    at once when given an executor (a far remote costs one round trip, not twelve)."""
+def observe_remote(
+    remote: Cluster, name: str, where: Sequence[str], reads: Executor | None = None
+) -> _Observed:
+    """Everything gitmesh manages on the remote: one LIST per kind (the namespaced kinds
+    in the namespaces `where` only: gitmesh's rights there are a Role's, gitmesh.access), plus
+    namespaces; all at once when given an executor (a far remote costs one round trip,
+    not twelve)."""
     by_component: dict[str, list[Obj]] = {}
     selector = resources.owner_selector(name)
     kinds = dict(resources.BY_KIND)
 
     def managed(res: Resource) -> list[Obj]:
+        if res.namespaced:
+            return [
+                o
+                for ns in where
+                for o in remote.list(res, namespace=ns, label_selector=selector)[0]
+            ]
         try:
             return remote.list(res, label_selector=selector)[0]
         except errors.NotFound:
@@ -407,6 +417,20 @@ class _Applier:
             f"after {self.settings.conflict_retries} re-plans"
         )
 
+    def _create_role(self, res: Resource, body: Obj, *, dry: bool) -> None:
+        """A ClusterRole is created empty, then given its rules: RBAC lets gitmesh grant
+        what it does not hold only through `escalate` on roles it names, and a create
+        names none (gitmesh.access)."""
+        self.remote.create(res, {**body, "rules": []}, dry_run=dry)
+        if not dry:
+            self.remote.patch(
+                res,
+                None,
+                body["metadata"]["name"],
+                [{"op": "add", "path": "/rules", "value": body["rules"]}],
+                resource_version=None,
+            )
+
     def _once(self, item: plan.Item) -> str:
         res = self.kinds[item.ref.kind]
         ns = item.ref.namespace or None
@@ -414,7 +438,10 @@ class _Applier:
         if item.action == "create" and item.body is not None:
             if dry and item.ref.namespace in self.pretended:
                 return "created"
-            self.remote.create(res, item.body, dry_run=dry)
+            if item.ref.kind == "ClusterRole" and item.body.get("rules"):
+                self._create_role(res, item.body, dry=dry)
+            else:
+                self.remote.create(res, item.body, dry_run=dry)
             if dry and item.ref.kind == "Namespace":
                 self.pretended.add(item.ref.name)
             return "created"
@@ -572,7 +599,7 @@ def reconcile_remote(
         with _connected(connect, name, config, settings, central) as remote:
             if secret is not None and not (settings.plan_only or settings.dry_run):
                 secret = _renewed(name, remote, config, central, secret)
-            observed = observe_remote(remote, name, reads)
+            observed = observe_remote(remote, name, [specs.remote_namespace(spec, mesh)], reads)
             rendered = render.remote(
                 spec,
                 mesh,
@@ -804,7 +831,14 @@ def prune_remote(
             log.warning("cannot prune a removed remote", extra={"remote": name, "error": message})
             return RemoteResult(RemoteReport(name, "Removed", message=message))
         with _connected(connect, name, config, settings, central) as remote:
-            observed = observe_remote(remote, name)
+            # The spec is gone: its namespace is the mesh's, or one gitmesh labelled for it.
+            labelled = [
+                ns["metadata"]["name"]
+                for ns in remote.list(
+                    resources.NAMESPACE, label_selector=resources.owner_selector(name)
+                )[0]
+            ]
+            observed = observe_remote(remote, name, sorted({mesh_namespace, *labelled}))
             applier = _Applier(remote, name, settings, observed.kinds)
             for comp_name in reversed(resources.COMPONENTS):
                 if comp_name == "injection":
@@ -871,7 +905,17 @@ def _prune_namespaces(remote: Cluster, name: str, observed: _Observed) -> list[p
     kinds = remote.namespaced_resources()
     for ns in owned_namespaces:
         ns_name = ns["metadata"]["name"]
-        objects = [o for res in kinds for o in remote.list(res, namespace=ns_name)[0]]
+        try:
+            objects = [o for res in kinds for o in remote.list(res, namespace=ns_name)[0]]
+        except errors.Forbidden as e:
+            # A kind gitmesh may not list there (one added after `gitmesh join`): it
+            # cannot tell the namespace empty, so it stays.
+            logs.get().info(
+                "keeping namespace %s: not every kind in it can be listed",
+                ns_name,
+                extra={"remote": name, "error": str(e)},
+            )
+            continue
         ours = {
             o["metadata"].get("uid")
             for o in objects
@@ -1197,7 +1241,11 @@ def _endpoints(
         config = config or credentials(name, central, namespace, settings)[0]
         with _connected(connect, name, config, settings, central) as remote:
             res = resources.BY_KIND["Endpoints"]
-            current, _ = remote.list(res, label_selector=resources.owner_selector(name))
+            current, _ = remote.list(
+                res,
+                namespace=specs.remote_namespace(spec, mesh),
+                label_selector=resources.owner_selector(name),
+            )
             current = [
                 o
                 for o in current

@@ -113,6 +113,11 @@ READER_RULES: list[Obj] = [
 ]
 
 
+def webhook_name(namespace: str) -> str:
+    """`istio-sidecar-injector`, suffixed by the namespace unless it is istio-system."""
+    return WEBHOOK if namespace == "istio-system" else f"{WEBHOOK}-{namespace}"
+
+
 def reader_role_name(namespace: str) -> str:
     """`istio-reader-clusterrole-<namespace>` (no revision)."""
     return f"istio-reader-clusterrole-{namespace}"
@@ -310,7 +315,7 @@ def sidecarinjector(remote: specs.IstiodRemote, ns: str, central: Central) -> Co
             },
         },
     ]
-    name = WEBHOOK if ns == "istio-system" else f"{WEBHOOK}-{ns}"
+    name = webhook_name(ns)
     hook_meta = meta(remote, ns, name, "sidecarinjector", namespaced=False)
     hook_meta["labels"].update({"app": "sidecar-injector", "istio.io/rev": "default"})
     return Component(

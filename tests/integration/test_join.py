@@ -14,7 +14,6 @@ import yaml
 from gitmesh import access, cli
 from gitmesh.cluster import Cluster
 from gitmesh.errors import Forbidden
-from gitmesh.render import istiodremote
 from tests.integration.conftest import TOKEN, World
 
 EU = "remote-eu"
@@ -75,13 +74,13 @@ def test_join_stores_a_token_of_its_own_and_reconcile_uses_it(
     assert joined.status()[f"status/{EU}.yaml"]["state"] == "Available"
 
 
-def test_the_cluster_role_is_what_a_run_sends(joined: World) -> None:
-    """Every (resource, verb) gitmesh sends to the remote over a first pass into a missing
-    namespace, a no-op, a spec change and the remote's removal (its namespace pruned) is
-    granted; what is granted but not sent is only what Kubernetes requires gitmesh to
-    hold to grant citadel's and the injector's roles, re-reads after a conflict, patches
-    that undo drift on kinds this run did not drift, and the token's renewal."""
-    joined.delete_namespace(EU, NS)
+def test_the_roles_are_what_a_run_sends(joined: World) -> None:
+    """Every (resource, verb) gitmesh sends to the remote over a first pass, a no-op, a
+    spec change and the remote's removal is granted; what is granted but not sent is only
+    re-reads after a conflict, patches that undo drift on kinds this run did not drift, the
+    token's renewal, an IstiodRemote's (this run has none; test_istiod_remote.py runs
+    one), the lists that tell a namespace empty, and the escalate and bind that let
+    gitmesh grant citadel's and the injector's roles without holding them."""
     joined.server.reset_counts()
     assert joined.reconcile() == 0
     assert joined.reconcile() == 0
@@ -96,26 +95,19 @@ def test_the_cluster_role_is_what_a_run_sends(joined: World) -> None:
         for (cluster, verb, resource, code), _ in joined.server.requests.items()
         if cluster == EU and resource != "discovery" and code < 400
     }
-    granted = {(res, verb) for _, res, verb in access.granted() if res != "*"}
-    wildcard = {verb for group, res, verb in access.granted() if (group, res) == ("*", "*")}
-    assert {u for u in used if u[1] not in wildcard} <= granted
+    with Cluster(EU, joined.server.kubeconfig(EU)) as admin:
+        listable = admin.namespaced_resources()
+    granted = {(res, verb) for _, res, verb in access.granted(NS, listable)}
+    assert used <= granted, used - granted
     justified = {
-        *((r, "watch") for r in ("secrets", "configmaps", "serviceaccounts", "services")),
-        ("mutatingwebhookconfigurations", "watch"),
-        ("secrets", "update"),
-        *((r, "get") for _, r, _ in access.granted() if r != "*"),
-        *((r, "patch") for _, r, _ in access.granted() if r != "*"),
+        *((r, "get") for r, _ in granted),
+        *((r, "patch") for r, _ in granted),
+        *((r, "delete") for r, _ in granted),
+        *((r.plural, "list") for r in listable),
         ("serviceaccounts/token", "create"),
-        # an IstiodRemote's istiod EndpointSlice, and what its reader ClusterRole grants
-        # (this run has none; tests/integration/test_istiod_remote.py runs one)
         ("endpointslices", "create"),
-        ("endpointslices", "delete"),
-        *(
-            (res, verb)
-            for rule in istiodremote.READER_RULES
-            for res in rule["resources"]
-            for verb in rule["verbs"]
-        ),
+        ("clusterroles", "escalate"),
+        ("clusterroles", "bind"),
     }
     assert granted - used <= justified, granted - used - justified
 
@@ -174,3 +166,49 @@ def test_the_token_cannot_do_what_gitmesh_does_not(joined: World) -> None:
             remote.create(resources.POD, pod)
         with pytest.raises(Forbidden):
             remote.request_token("kube-system", "default", 3600)
+
+
+@pytest.mark.kube_apiserver_only  # as above
+def test_the_token_writes_namespaced_kinds_only_in_the_istio_namespace(joined: World) -> None:
+    """Before: the ClusterRole join minted held create on Deployments and create and get on
+    Secrets in every namespace, and list on */*: run a pod as any ServiceAccount, read
+    every Secret. After: a Role in the Istio namespace holds those; elsewhere the token
+    cannot create a Deployment, read or list a Secret, nor grant itself a role it does not
+    name (while the pass above, its ClusterRoles granted by `escalate`, still works)."""
+    from gitmesh import resources
+
+    _, config = stored(joined)
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "x", "namespace": "default"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "x"}},
+            "template": {
+                "metadata": {"labels": {"app": "x"}},
+                "spec": {"containers": [{"name": "x", "image": "x"}]},
+            },
+        },
+    }
+    admin_role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": "gitmesh-wants-more"},
+        "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}],
+    }
+    with Cluster(EU, config) as remote:
+        with pytest.raises(Forbidden):
+            remote.create(resources.BY_KIND["Deployment"], deployment)
+        with pytest.raises(Forbidden):
+            remote.get(resources.SECRET, "kube-system", "anything")
+        with pytest.raises(Forbidden):
+            remote.list(resources.SECRET)
+        with pytest.raises(Forbidden):
+            remote.create(resources.BY_KIND["ClusterRole"], admin_role)
+        # In its own namespace, what it converges.
+        remote.list(resources.SECRET, namespace=NS)
+        remote.create(
+            resources.BY_KIND["Deployment"],
+            {**deployment, "metadata": {"name": "x", "namespace": NS}},
+            dry_run=True,
+        )

@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 from gitmesh import access, kubeconfigs
+from gitmesh.resources import Resource
 
 NOW = datetime.datetime(2026, 11, 29, tzinfo=datetime.UTC)
 DAY = datetime.timedelta(days=1)
@@ -37,9 +38,48 @@ def test_the_stored_kubeconfig_holds_the_token_and_the_ca_inline(tmp_path: Path)
     assert yaml.safe_load(text)["current-context"] == "eu"
 
 
-def test_the_grants_are_the_rules() -> None:
-    assert ("", "serviceaccounts/token", "create") in access.granted()
-    assert ("", "pods", "create") not in access.granted()
-    assert all(verb == "list" for group, res, verb in access.granted() if group == "*")
-    wildcards = {verb for _, res, verb in access.granted() if res == "*"}
-    assert wildcards == {"get", "list", "watch"}  # reads only (the reader role's Istio kinds)
+LISTABLE = [
+    Resource("v1", "Pod", "pods", True),
+    Resource("v1", "ConfigMap", "configmaps", True),
+    Resource("apps/v1", "ReplicaSet", "replicasets", True),
+]
+
+
+def test_no_wildcard_and_namespaced_kinds_only_in_the_namespace() -> None:
+    """Before: one ClusterRole with create on deployments and create+get on secrets in
+    every namespace, and list on */* (every Secret in the cluster). After: namespaced kinds
+    only in the Role of the Istio namespace; cluster-wide, only the cluster-scoped kinds
+    gitmesh writes, patched and deleted by name; no wildcard anywhere."""
+    cluster = access.cluster_rules("istio-system")
+    role = access.namespace_rules(LISTABLE)
+    for rule in [*cluster, *role, *access.TOKEN_RULES]:
+        for field in ("apiGroups", "resources", "verbs"):
+            assert "*" not in rule[field], rule
+    assert {r for rule in cluster for r in rule["resources"]} == {
+        "namespaces",
+        "clusterroles",
+        "clusterrolebindings",
+        "mutatingwebhookconfigurations",
+    }
+    for rule in cluster:
+        named = set(rule["verbs"]) & {"patch", "delete", "escalate", "bind"}
+        # Namespaces are patched by no name: the injection label goes on those a spec names.
+        if named - ({"patch"} if rule["resources"] == ["namespaces"] else set()):
+            assert rule.get("resourceNames"), rule
+    writes = {(r, v) for rule in role for r in rule["resources"] for v in rule["verbs"]}
+    assert {("deployments", "create"), ("secrets", "get"), ("pods", "list")} <= writes
+    assert ("pods", "create") not in writes
+    assert ("", "serviceaccounts/token", "create") in access.granted("istio-system", LISTABLE)
+
+
+def test_the_roles_gitmesh_may_escalate_are_the_ones_it_renders() -> None:
+    names = access.managed_names("mesh")
+    assert names["clusterroles"] == [
+        "istio-citadel-mesh",
+        "istio-sidecar-injector-mesh",
+        "istio-reader-clusterrole-mesh",
+    ]
+    assert names["mutatingwebhookconfigurations"] == [
+        "istio-sidecar-injector",
+        "istio-sidecar-injector-mesh",
+    ]
