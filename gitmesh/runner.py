@@ -1,12 +1,17 @@
 """`gitmesh run`: the poller, live endpoint sync, leader election, metrics and health.
 
-Jobs (APScheduler 3, `max_instances=1`, `coalesce=True`, jittered):
+Jobs (APScheduler 3, `coalesce=True`, jittered):
 - poll every `interval`: fetch the source; reconcile the remotes whose spec changed (all of
-  them when mesh.yaml or the central inputs changed); commit pending endpoint snapshots;
+  them when mesh.yaml or the central inputs changed); commit pending endpoint snapshots.
+  Up to three polls run at once: one whose pass waits on a slow remote does not hold the
+  next, which reconciles the remotes that are free;
 - resync every `resync`: a full pass, correcting drift on every remote.
+Passes run side by side on disjoint remotes: a remote in a pass is busy, a pass leaves
+busy remotes out, and when the last work on one ends a catch-up pass
+takes it to the newest revision (a full pass that left some out is run again then).
 A watch on the central Istio pods (`EndpointSync`) updates only the Endpoints of the
-affected remotes within a debounce interval of a pod change. A per-remote lock keeps a pass
-and an endpoint update from overlapping on one remote. Only the Lease holder applies; a
+affected remotes within a debounce interval of a pod change. A per-remote lock keeps passes
+and endpoint updates from overlapping on one remote. Only the Lease holder applies; a
 follower keeps its watch warm and takes over within the lease duration. With `shard`, the
 replicas share the remotes instead (gitmesh.shards): each applies to the remotes it owns,
 in passes, endpoint updates and status commits alike.
@@ -110,7 +115,18 @@ class Runner:
         # Each remote's desired objects at the last pass (digests): drift vs. change.
         self._desired: dict[str, Mapping[plan.Ref, str]] = {}
         self._locks_guard = threading.Lock()
-        self._pass_lock = threading.Lock()
+        # Passes run side by side on disjoint remotes: a remote in a pass (or an endpoint
+        # update) is busy; a pass leaves busy remotes out and marks them behind, and the
+        # last of their work schedules a catch-up pass for them at the newest revision.
+        self._state = threading.Condition()
+        self._busy: set[str] = set()
+        self._behind: set[str] = set()
+        self._behind_all = False  # a full pass left some out: one more when they are free
+        self._catching_up: set[str] = set()
+        self._inflight: dict[int, float] = {}  # pass -> time.monotonic() it started
+        self._passes = 0
+        self._handled = 0  # the newest pass whose snapshot is self.snapshot
+        self._status_lock = threading.Lock()
         self._pending_lock = threading.Lock()
         self.central.observer = self._observe_request
         # Audit logs name the replica behind every write.
@@ -153,12 +169,48 @@ class Runner:
         return cluster
 
     @contextmanager
-    def guard(self, name: str) -> Iterator[None]:
-        """Hold the lock of one remote."""
+    def lock(self, name: str) -> Iterator[None]:
+        """Hold the lock of one remote (an endpoint update: short, and not busy)."""
         with self._locks_guard:
             lock = self._locks.setdefault(name, threading.Lock())
         with lock:
             yield
+
+    @contextmanager
+    def guard(self, name: str) -> Iterator[None]:
+        """Hold the lock of one remote for a pass, busy meanwhile; a pass that wanted it
+        then gets a catch-up pass once it is free."""
+        with self.lock(name):
+            with self._state:
+                self._busy.add(name)
+            try:
+                yield
+            finally:
+                with self._state:
+                    self._busy.discard(name)
+                    again = name in self._behind
+                    self._behind.discard(name)
+                    full = self._behind_all and not self._busy
+                    if full:
+                        self._behind_all = False
+                if again or full:
+                    self._catch_up(name, full=full)
+
+    def _catch_up(self, name: str, *, full: bool) -> None:
+        with self._state:
+            self._catching_up.add("" if full else name)
+        if not self.stop_event.is_set() and self.scheduler.running:
+            self.scheduler.add_job(self._caught_up, id="catch-up", replace_existing=True)
+
+    def _caught_up(self) -> None:
+        """The pass that busy remotes missed, at the newest revision."""
+        with self._state:
+            names, self._catching_up = self._catching_up, set()
+        if not names or not self.leader() or self.stop_event.is_set():
+            return
+        snapshot = self._fetch()
+        if snapshot is not None:
+            self._pass(snapshot, snapshot.parse(), only=None if "" in names else names)
 
     def leader(self) -> bool:
         """Whether this replica may apply (to the remotes it owns, when sharded)."""
@@ -264,15 +316,31 @@ class Runner:
         return f"a pass has run for {took:.0f}s (limit {limit:.0f}s)" if took > limit else None
 
     def _pass(self, snapshot: Snapshot, repo: meshrepo.Repo, *, only: set[str] | None) -> None:
-        with self._pass_lock:
-            self.pass_started = time.monotonic()
-            try:
-                self._pass_locked(snapshot, repo, only=only)
-            finally:
-                self.pass_started = None
+        """A pass over `only` (None: all, with pruning), leaving out the remotes busy in
+        another: they are behind, and caught up when free. Passes run side by side."""
+        with self._state:
+            wanted = set(repo.remotes) | set(repo.invalid) if only is None else set(only)
+            busy = wanted & self._busy
+            if busy:
+                self._behind |= busy
+                self._behind_all |= only is None
+                if not wanted - busy:
+                    return
+                only = wanted - busy
+            self._passes += 1
+            number = self._passes
+            self._inflight[number] = time.monotonic()
+            self.pass_started = min(self._inflight.values())
+        try:
+            self._pass_locked(snapshot, repo, only=only, number=number)
+        finally:
+            with self._state:
+                del self._inflight[number]
+                self.pass_started = min(self._inflight.values(), default=None)
+                self._state.notify_all()
 
     def _pass_locked(
-        self, snapshot: Snapshot, repo: meshrepo.Repo, *, only: set[str] | None
+        self, snapshot: Snapshot, repo: meshrepo.Repo, *, only: set[str] | None, number: int
     ) -> None:
         log = logs.get()
         if self.branch is None:
@@ -299,8 +367,11 @@ class Runner:
                 extra={"error": str(e), "revision": snapshot.commit[:12]},
             )
             return
-        self.snapshot = snapshot
-        self.repo = repo
+        with self._state:  # a pass that ends after a newer one does not take it back
+            if number > self._handled:
+                self._handled = number
+                self.snapshot = snapshot
+                self.repo = repo
         self._watch_gateway(repo)
         if result.central is not None:
             self.services = result.central.services
@@ -321,10 +392,11 @@ class Runner:
                 if remote.endpoints is not None:
                     self.pending_endpoints.pop(name, None)
         try:
-            sha = self.branch.write(
-                lambda cur: statusfiles.render(report, cur, reconcile.now_utc()),
-                lambda changes: statusfiles.message(report, changes),
-            )
+            with self._status_lock:
+                sha = self.branch.write(
+                    lambda cur: statusfiles.render(report, cur, reconcile.now_utc()),
+                    lambda changes: statusfiles.message(report, changes),
+                )
             log.info(
                 "status committed" if sha else "status unchanged",
                 extra={"revision": snapshot.commit[:12], "commit": sha or ""},
@@ -372,7 +444,7 @@ class Runner:
             settings=self.settings,
             names=names,
             state=state,
-            guard=self.guard,
+            guard=self.lock,
             configs=dict(self._configs),
         )
         with self._pending_lock:
@@ -419,14 +491,15 @@ class Runner:
             return
         revision = self.snapshot.commit[:12] if self.snapshot else "unknown"
         try:
-            self.branch.write(
-                lambda cur: statusfiles.render_endpoints(pending, cur),
-                lambda changes: (
-                    f"gitmesh endpoints at {revision}: "
-                    + ", ".join(sorted({p.split("/", 1)[1].rsplit(".", 1)[0] for p in changes}))
-                    + "\n"
-                ),
-            )
+            with self._status_lock:
+                self.branch.write(
+                    lambda cur: statusfiles.render_endpoints(pending, cur),
+                    lambda changes: (
+                        f"gitmesh endpoints at {revision}: "
+                        + ", ".join(sorted({p.split("/", 1)[1].rsplit(".", 1)[0] for p in changes}))
+                        + "\n"
+                    ),
+                )
         except errors.StatusWriteError as e:
             logs.get().error("writing endpoint snapshots failed", extra={"error": str(e)})
             with self._pending_lock:
@@ -466,6 +539,9 @@ class Runner:
             self.poll,
             "interval",
             id="poll",
+            # A poll whose pass waits on a slow remote does not hold the next: it reconciles
+            # the remotes that are free (those still busy are caught up when done).
+            max_instances=3,
             seconds=rs.interval,
             jitter=max(0.0, rs.interval * rs.jitter),
         )
@@ -504,7 +580,7 @@ class Runner:
 
     def trigger_poll(self) -> None:
         """Poll now (the git webhook)."""
-        self.scheduler.add_job(self.poll, id="poll-now", replace_existing=True)
+        self.scheduler.add_job(self.poll, id="poll-now", replace_existing=True, max_instances=3)
 
     def shutdown(self) -> bool:
         """Finish the component in flight, release the lease, stop serving. Waits at most
@@ -514,10 +590,11 @@ class Runner:
         self.halt.set()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
-        finished = self._pass_lock.acquire(timeout=self.run_settings.grace)
-        if finished:
-            self._pass_lock.release()
-        else:
+        with self._state:
+            finished = self._state.wait_for(
+                lambda: not self._inflight, timeout=self.run_settings.grace
+            )
+        if not finished:
             logs.get().warning(
                 "a pass is still running after the grace period; leaving it",
                 extra={"grace": self.run_settings.grace},

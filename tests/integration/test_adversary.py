@@ -31,6 +31,7 @@ from tests.integration.hostile import (
     killing_server,
     pointing_at,
     set_kubeconfig,
+    silent_server,
     trickle_server,
 )
 from tests.integration.running import Proc, wait_for
@@ -599,3 +600,36 @@ def test_join_refuses_central_under_another_address(
     assert "is the central cluster" in capsys.readouterr().err
     assert world.writes() == before
     assert "gitmesh" not in world.names("central", "serviceaccounts", "gitmesh")
+
+
+# -- gitmesh run: one remote's progress never waits on another's ----------------------------
+
+
+@pytest.mark.localkube_only  # the slow remote is a silent loopback server
+def test_a_silent_remote_does_not_hold_a_healthy_remotes_change(
+    world: World, procs: list[Proc]
+) -> None:
+    """Before: `gitmesh run` ran one pass at a time, so while a pass waited on a silent
+    remote (two 30 s requests), a commit changing a healthy remote was applied only after
+    it. After: passes run side by side on the remotes that are free; the healthy remote's
+    change is applied within seconds while the silent one still hangs, and the silent one
+    is caught up when it is done."""
+    with silent_server() as url:
+        set_kubeconfig(world.server, EU, pointing_at(world.server, EU, url))
+        proc = Proc(world, "busy", "--request-timeout", "30s", "--interval", "1s")
+        procs.append(proc)
+
+        def citadel_replicas() -> int | None:
+            names = world.names(SAMPLE, "deployments", "istio-system", group="apps")
+            if "istio-citadel" not in names:
+                return None
+            dep = world.get(SAMPLE, "deployments", "istio-system", "istio-citadel", group="apps")
+            return int(dep["spec"]["replicas"])
+
+        wait_for(citadel_replicas, timeout=30, what="the first pass to reach the healthy remote")
+        started = time.monotonic()
+        world.edit_remote_spec(
+            SAMPLE, lambda d: d["spec"]["citadel"].update(replicaCount=3), "Three citadels"
+        )
+        wait_for(lambda: citadel_replicas() == 3, timeout=20, what="the healthy remote's change")
+        assert time.monotonic() - started < 20
