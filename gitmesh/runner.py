@@ -7,8 +7,8 @@ Jobs (APScheduler 3, `coalesce=True`, jittered):
   next, which reconciles the remotes that are free;
 - resync every `resync`: a full pass, correcting drift on every remote.
 Passes run side by side on disjoint remotes: a remote in a pass is busy, a pass leaves
-busy remotes out, and when the last work on one ends a catch-up pass
-takes it to the newest revision (a full pass that left some out is run again then).
+busy remotes out, and when the work on one ends a catch-up pass takes it to the newest
+revision (a full pass that left some out is run again then).
 A watch on the central Istio pods (`EndpointSync`) updates only the Endpoints of the
 affected remotes within a debounce interval of a pod change. A per-remote lock keeps passes
 and endpoint updates from overlapping on one remote. Only the Lease holder applies; a
@@ -115,9 +115,9 @@ class Runner:
         # Each remote's desired objects at the last pass (digests): drift vs. change.
         self._desired: dict[str, Mapping[plan.Ref, str]] = {}
         self._locks_guard = threading.Lock()
-        # Passes run side by side on disjoint remotes: a remote in a pass (or an endpoint
-        # update) is busy; a pass leaves busy remotes out and marks them behind, and the
-        # last of their work schedules a catch-up pass for them at the newest revision.
+        # Passes run side by side on disjoint remotes: a remote in a pass is busy; a pass
+        # leaves busy remotes out and marks them behind, and the end of their work
+        # schedules a catch-up pass for them at the newest revision.
         self._state = threading.Condition()
         self._busy: set[str] = set()
         self._behind: set[str] = set()
@@ -343,12 +343,13 @@ class Runner:
         self, snapshot: Snapshot, repo: meshrepo.Repo, *, only: set[str] | None, number: int
     ) -> None:
         log = logs.get()
-        if self.branch is None:
-            self.branch = StatusBranch(
-                self.source.cache,
-                self.run_settings.status_branch
-                or (repo.mesh.status_branch if repo.mesh else "gitmesh/status"),
-            )
+        with self._status_lock:
+            if self.branch is None:
+                self.branch = StatusBranch(
+                    self.source.cache,
+                    self.run_settings.status_branch
+                    or (repo.mesh.status_branch if repo.mesh else "gitmesh/status"),
+                )
         try:
             result = reconcile.run_pass(
                 repo,
