@@ -27,7 +27,6 @@ from __future__ import annotations
 import base64
 import datetime
 import ipaddress
-import re
 import urllib.parse
 from collections.abc import Mapping
 from typing import Any, NamedTuple
@@ -90,9 +89,6 @@ def server_warnings(server: str, name: str) -> list[str]:
     ]
 
 
-_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
-
-
 def _address(entry: object) -> str | None:
     """An ingress entry's IP, parsed, else its host name if it is a DNS name."""
     if not isinstance(entry, Mapping):
@@ -103,8 +99,11 @@ def _address(entry: object) -> str | None:
             return str(ipaddress.ip_address(ip))
         except ValueError:
             pass
-    if isinstance(host, str) and 0 < len(host) <= 253:
-        return host if all(_DNS_LABEL.fullmatch(label) for label in host.split(".")) else None
+    if isinstance(host, str) and host:
+        try:
+            return specs.dns_subdomain(host)  # as kube-apiserver checks a hostname
+        except ValueError:
+            return None
     return None
 
 
