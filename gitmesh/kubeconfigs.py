@@ -28,8 +28,8 @@ from typing import Any
 
 import yaml
 
-from gitmesh import yamlload
 from gitmesh.errors import CredentialsError
+from gitmesh.specs import yamlload
 
 # libyaml when PyYAML has it: kubeconfigs are read for every remote on every pass.
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

@@ -9,10 +9,11 @@ primary's gateway address and root certificate as `<...>` markers. Pure.
 
 from __future__ import annotations
 
-from gitmesh import meshrepo, plan, render
+from gitmesh import plan, render
 from gitmesh.errors import SpecError
 from gitmesh.reconcile import PassResult, RemoteResult
-from gitmesh.statusfiles import PassReport, RemoteReport
+from gitmesh.specs import meshrepo
+from gitmesh.status.reports import PassReport, RemoteReport
 
 NOTE = (
     "Offline plan: every remote as if it were new; what a pass reads on the central cluster "

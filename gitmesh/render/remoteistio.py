@@ -14,7 +14,7 @@ import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from gitmesh import profiles, resources, selectors, specs
+from gitmesh import resources, selectors, specs
 from gitmesh.render.base import (
     POD_CREATE_RULES,
     Central,
@@ -24,6 +24,7 @@ from gitmesh.render.base import (
 )
 from gitmesh.render.base import dump_yaml as _yaml
 from gitmesh.render.base import meta as _base_meta
+from gitmesh.specs import profiles
 
 CITADEL = "istio-citadel"
 

@@ -33,12 +33,15 @@ from typing import Any
 import kubernetes
 import yaml
 
-from gitmesh import durations, reconcile, render, sandbox, specs, statusfiles
+from gitmesh import reconcile, render, specs
+from gitmesh.cli import durations
 from gitmesh.cluster import Cluster
-from gitmesh.gitrepo import Bare, Cache
 from gitmesh.localkube import Server
 from gitmesh.source import Source
-from gitmesh.statusbranch import StatusBranch
+from gitmesh.source.gitrepo import Bare, Cache
+from gitmesh.status import reports
+from gitmesh.status.branch import StatusBranch
+from gitmesh.testing import sandbox
 from tests.bench.emulator import remote_names
 from tests.integration.hostile import flood_server
 
@@ -586,13 +589,13 @@ def bench_git(size: int, tmp: Path) -> dict[str, Any]:
     parse_s = time.monotonic() - start
     assert len(parsed.remotes) == size
     comps = tuple(
-        statusfiles.ComponentReport(c, "Ready", objects=5, created=5)
+        reports.ComponentReport(c, "Ready", objects=5, created=5)
         for c in ("common", "citadel", "sidecarinjector", "services", "injection")
     )
-    report = statusfiles.PassReport(
+    report = reports.PassReport(
         snap.commit,
         {
-            n: statusfiles.RemoteReport(
+            n: reports.RemoteReport(
                 n,
                 "Available",
                 components=comps,
@@ -605,8 +608,8 @@ def bench_git(size: int, tmp: Path) -> dict[str, Any]:
 
     def write() -> str | None:
         return branch.write(
-            lambda cur: statusfiles.render(report, cur, "2026-01-01T00:00:00Z"),
-            lambda ch: statusfiles.message(report, ch),
+            lambda cur: reports.render(report, cur, "2026-01-01T00:00:00Z"),
+            lambda ch: reports.message(report, ch),
         )
 
     start = time.monotonic()

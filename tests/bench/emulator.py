@@ -14,9 +14,9 @@ import sys
 import threading
 from pathlib import Path
 
-from gitmesh import sandbox
 from gitmesh.localkube import Server
 from gitmesh.localkube.apiserver import KubeAPIServer
+from gitmesh.testing import sandbox
 
 
 def remote_names(n: int, prefix: str = "remote") -> list[str]:

@@ -22,9 +22,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import yaml
 
-from gitmesh import cli, sandbox
+from gitmesh import cli
 from gitmesh.localkube import Server, netns
 from gitmesh.localkube.apiserver import ASSETS_ENV, BUILD_SCRIPT, KubeAPIServer
+from gitmesh.testing import sandbox
 from tests.gitutil import MeshRemote, git
 
 if TYPE_CHECKING:

@@ -19,8 +19,8 @@ from typing import Any
 
 import yaml
 
-from gitmesh import sandbox
 from gitmesh.localkube import Server
+from gitmesh.testing import sandbox
 from tests.gitutil import git
 from tests.integration.conftest import World
 

@@ -18,10 +18,10 @@ from typing import Any
 
 from gitmesh import reconcile
 from gitmesh.cluster import Cluster
-from gitmesh.gitrepo import Auth
 from gitmesh.localkube.apiserver import free_port
-from gitmesh.runner import Runner, RunSettings
+from gitmesh.run.runner import Runner, RunSettings
 from gitmesh.source import Source
+from gitmesh.source.gitrepo import Auth
 from tests.integration.conftest import World
 
 

@@ -21,8 +21,10 @@ from typing import Any
 import pytest
 import yaml
 
-from gitmesh import cli, leader, sandbox, shards
+from gitmesh import cli
 from gitmesh.localkube import tlsgen
+from gitmesh.run import leader, shards
+from gitmesh.testing import sandbox
 from tests.gitutil import git
 from tests.integration.conftest import World
 from tests.integration.hostile import (

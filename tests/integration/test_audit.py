@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from gitmesh import cli
-from gitmesh.runner import Runner
+from gitmesh.run.runner import Runner
 from tests.gitutil import git
 from tests.integration.conftest import World
 from tests.integration.running import started_runner

@@ -16,8 +16,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from gitmesh import cli, sandbox
+from gitmesh import cli
 from gitmesh.localkube import Server
+from gitmesh.testing import sandbox
 from tests.integration.conftest import World
 from tests.integration.running import Proc, started_runner, wait_for
 

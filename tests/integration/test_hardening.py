@@ -16,12 +16,13 @@ from typing import Any
 import pytest
 import yaml
 
-from gitmesh import cli, reconcile, sandbox
+from gitmesh import cli, reconcile
 from gitmesh.cluster import Cluster
 from gitmesh.errors import SourceError
-from gitmesh.gitrepo import Auth, Cache
-from gitmesh.runner import Runner, RunSettings, _serve
+from gitmesh.run.runner import Runner, RunSettings, _serve
 from gitmesh.source import Source
+from gitmesh.source.gitrepo import Auth, Cache
+from gitmesh.testing import sandbox
 from tests.gitutil import git
 from tests.integration.conftest import TOKEN, World
 from tests.integration.hostile import (

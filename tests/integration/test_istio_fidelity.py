@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from gitmesh import sandbox
+from gitmesh.testing import sandbox
 from tests.integration.conftest import World
 from tests.unit.test_fidelity import INJECTOR_FLAGS
 

@@ -16,9 +16,11 @@ from typing import Any
 import pytest
 import yaml
 
-from gitmesh import access, cli, errors, resources, sandbox
+from gitmesh import cli, errors, resources
 from gitmesh.cluster import Cluster
+from gitmesh.credentials import join
 from gitmesh.render import istiodremote
+from gitmesh.testing import sandbox
 from tests.integration.conftest import TOKEN, World
 from tests.integration.running import started_runner, wait_for
 
@@ -277,7 +279,7 @@ def test_the_reader_token_is_renewed_when_due_and_only_then(world: World) -> Non
         "secrets",
         NS,
         SECRET,
-        {"metadata": {"annotations": {access.EXPIRES: soon.strftime("%Y-%m-%dT%H:%M:%SZ")}}},
+        {"metadata": {"annotations": {join.EXPIRES: soon.strftime("%Y-%m-%dT%H:%M:%SZ")}}},
     )
     assert world.reconcile() == 0
     renewed, new_config = remote_secret(world)

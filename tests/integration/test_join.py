@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 import yaml
 
-from gitmesh import access, cli
+from gitmesh import cli
 from gitmesh.cluster import Cluster
+from gitmesh.credentials import join as access
 from gitmesh.errors import Forbidden
 from tests.integration.conftest import TOKEN, World
 

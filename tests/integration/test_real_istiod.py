@@ -27,9 +27,11 @@ from typing import Any
 import pytest
 import yaml
 
-from gitmesh import access, cli, sandbox
+from gitmesh import cli
+from gitmesh.credentials import join
 from gitmesh.localkube import istiod as real_istiod
 from gitmesh.localkube.apiserver import ASSETS_ENV, BUILD_SCRIPT, KubeAPIServer, free_port
+from gitmesh.testing import sandbox
 from tests.gitutil import ROOT, MeshRemote
 from tests.integration.conftest import TOKEN, World, require_real_tier
 from tests.integration.running import Proc, wait_for
@@ -308,7 +310,7 @@ def test_a_renewed_reader_token_keeps_the_remote_synced(by_ip: RealMesh) -> None
         "secrets",
         NS,
         secret_name,
-        {"metadata": {"annotations": {access.EXPIRES: soon.isoformat()}}},
+        {"metadata": {"annotations": {join.EXPIRES: soon.isoformat()}}},
     )
     time.sleep(1.1)  # a token minted within the same second would be the same
     assert by_ip.reconcile() == 0

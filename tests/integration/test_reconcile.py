@@ -10,9 +10,11 @@ from typing import Any
 import pytest
 import yaml
 
-from gitmesh import cli, meshrepo, reconcile, sandbox
+from gitmesh import cli, reconcile
 from gitmesh.cluster import Cluster
 from gitmesh.source import Source
+from gitmesh.specs import meshrepo
+from gitmesh.testing import sandbox
 from tests.integration.conftest import REMOTES, TOKEN, World
 
 SAMPLE = "remoteistio-sample"

@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
-from gitmesh import render, sandbox
+from gitmesh import render
 from gitmesh.cluster import Cluster
-from gitmesh.endpointsync import EndpointSync
+from gitmesh.run.endpointsync import EndpointSync
+from gitmesh.testing import sandbox
 from tests.integration.conftest import World
 from tests.integration.running import Proc, wait_for
 

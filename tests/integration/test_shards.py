@@ -19,10 +19,11 @@ from typing import Any
 
 import pytest
 
-from gitmesh import sandbox, shards
 from gitmesh.cluster import Cluster
 from gitmesh.localkube import Server
 from gitmesh.localkube.apiserver import KubeAPIServer
+from gitmesh.run import shards
+from gitmesh.testing import sandbox
 from tests.gitutil import ROOT, MeshRemote
 from tests.integration.conftest import TOKEN, World
 from tests.integration.running import Proc, wait_for

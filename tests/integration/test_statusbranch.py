@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gitmesh import cli, statusfiles
+from gitmesh import cli
 from gitmesh.errors import StatusWriteError
-from gitmesh.gitrepo import Cache
-from gitmesh.statusbranch import StatusBranch
-from gitmesh.statusfiles import ComponentReport, PassReport, RemoteReport
+from gitmesh.source.gitrepo import Cache
+from gitmesh.status import reports
+from gitmesh.status.branch import StatusBranch
+from gitmesh.status.reports import ComponentReport, PassReport, RemoteReport
 from tests.gitutil import MeshRemote, git
 
 BRANCH = "gitmesh/status"
@@ -41,8 +42,8 @@ def report(
 
 def write(branch: StatusBranch, rep: PassReport, now: str) -> str | None:
     return branch.write(
-        lambda cur: statusfiles.render(rep, cur, now),
-        lambda changes: statusfiles.message(rep, changes),
+        lambda cur: reports.render(rep, cur, now),
+        lambda changes: reports.message(rep, changes),
     )
 
 
@@ -83,7 +84,7 @@ def test_files_are_deterministic_and_sorted(remote: MeshRemote, branch: StatusBr
     assert status["components"]["common"]["lastChange"]["created"] == 3
     eps = yaml.safe_load(files["endpoints/remote-1.yaml"])
     assert eps["services"]["istio-pilot"] == ["10.24.0.2:15010", "10.24.0.10:15010"]
-    assert files["status/remote-1.yaml"] == statusfiles.dump(status)
+    assert files["status/remote-1.yaml"] == reports.dump(status)
 
 
 def test_no_commit_when_nothing_changed(remote: MeshRemote, branch: StatusBranch) -> None:
@@ -150,8 +151,8 @@ branch = StatusBranch(Cache(url, cache_dir=cache), "gitmesh/status", attempts=20
 for i in range(50):
     name = f"{who}-{i:02d}"
     rep = PassReport(revision=f"{who}{i:02d}", remotes={name: RemoteReport(name, "Available")})
-    assert branch.write(lambda cur: statusfiles.render(rep, cur, "2026-01-01T00:00:00Z"),
-                        lambda ch: statusfiles.message(rep, ch))
+    assert branch.write(lambda cur: reports.render(rep, cur, "2026-01-01T00:00:00Z"),
+                        lambda ch: reports.message(rep, ch))
 """
 
 

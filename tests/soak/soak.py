@@ -16,8 +16,9 @@ from typing import Any
 
 import yaml
 
-from gitmesh import cli, sandbox
+from gitmesh import cli
 from gitmesh.localkube import Server
+from gitmesh.testing import sandbox
 from tests.gitutil import ROOT, MeshRemote, git
 
 TOKEN = "soakTOKEN-never-print-4b1d"

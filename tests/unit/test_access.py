@@ -8,7 +8,8 @@ from pathlib import Path
 
 import yaml
 
-from gitmesh import access, kubeconfigs
+from gitmesh import kubeconfigs
+from gitmesh.credentials import join
 from gitmesh.resources import Resource
 
 NOW = datetime.datetime(2026, 11, 29, tzinfo=datetime.UTC)
@@ -17,9 +18,9 @@ DAY = datetime.timedelta(days=1)
 
 def test_a_token_is_due_with_a_third_of_its_life_left() -> None:
     life = 30 * DAY
-    assert not access.due(NOW + 11 * DAY, life, NOW)
-    assert access.due(NOW + 10 * DAY, life, NOW)
-    assert access.due(NOW - DAY, life, NOW)  # expired
+    assert not join.due(NOW + 11 * DAY, life, NOW)
+    assert join.due(NOW + 10 * DAY, life, NOW)
+    assert join.due(NOW - DAY, life, NOW)  # expired
 
 
 def test_the_stored_kubeconfig_holds_the_token_and_the_ca_inline(tmp_path: Path) -> None:
@@ -27,7 +28,7 @@ def test_the_stored_kubeconfig_holds_the_token_and_the_ca_inline(tmp_path: Path)
     local files); the admin's user entry is not copied."""
     ca = tmp_path / "ca.crt"
     ca.write_bytes(b"-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n")
-    text = access.kubeconfig(
+    text = join.kubeconfig(
         "eu", {"server": "https://eu.example:6443", "certificate-authority": str(ca)}, "tok"
     )
     config = kubeconfigs.parse(text, where="test", from_secret=True)
@@ -50,9 +51,9 @@ def test_no_wildcard_and_namespaced_kinds_only_in_the_namespace() -> None:
     every namespace, and list on */* (every Secret in the cluster). After: namespaced kinds
     only in the Role of the Istio namespace; cluster-wide, only the cluster-scoped kinds
     gitmesh writes, patched and deleted by name; no wildcard anywhere."""
-    cluster = access.cluster_rules("istio-system")
-    role = access.namespace_rules(LISTABLE)
-    for rule in [*cluster, *role, *access.TOKEN_RULES]:
+    cluster = join.cluster_rules("istio-system")
+    role = join.namespace_rules(LISTABLE)
+    for rule in [*cluster, *role, *join.TOKEN_RULES]:
         for field in ("apiGroups", "resources", "verbs"):
             assert "*" not in rule[field], rule
     assert {r for rule in cluster for r in rule["resources"]} == {
@@ -69,11 +70,11 @@ def test_no_wildcard_and_namespaced_kinds_only_in_the_namespace() -> None:
     writes = {(r, v) for rule in role for r in rule["resources"] for v in rule["verbs"]}
     assert {("deployments", "create"), ("secrets", "get"), ("pods", "list")} <= writes
     assert ("pods", "create") not in writes
-    assert ("", "serviceaccounts/token", "create") in access.granted("istio-system", LISTABLE)
+    assert ("", "serviceaccounts/token", "create") in join.granted("istio-system", LISTABLE)
 
 
 def test_the_roles_gitmesh_may_escalate_are_the_ones_it_renders() -> None:
-    names = access.managed_names("mesh")
+    names = join.managed_names("mesh")
     assert names["clusterroles"] == [
         "istio-citadel-mesh",
         "istio-sidecar-injector-mesh",

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
-from gitmesh import meshrepo, profiles, render, specs
+from gitmesh import render, specs
+from gitmesh.specs import meshrepo, profiles
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = yaml.safe_load((ROOT / "example-repo/remotes/remoteistio-sample.yaml").read_text())

@@ -11,19 +11,19 @@ from pathlib import Path
 
 import pytest
 
-from gitmesh import intermediate
+from gitmesh.credentials import ca
 
 NOW = datetime.datetime(2026, 11, 29, 12, 0, tzinfo=datetime.UTC)
 
 
 @pytest.fixture(scope="module")
 def central() -> dict[str, str]:
-    return intermediate.self_signed_root("cluster.local", NOW)
+    return ca.self_signed_root("cluster.local", NOW)
 
 
 @pytest.fixture(scope="module")
-def signer(central: dict[str, str]) -> intermediate.Signer:
-    return intermediate.Signer.from_secret(central)
+def signer(central: dict[str, str]) -> ca.Signer:
+    return ca.Signer.from_secret(central)
 
 
 def write(data: dict[str, str], where: Path) -> Path:
@@ -35,9 +35,9 @@ def write(data: dict[str, str], where: Path) -> Path:
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
 def test_openssl_verifies_the_intermediate_against_the_central_root(
-    central: dict[str, str], signer: intermediate.Signer, tmp_path: Path
+    central: dict[str, str], signer: ca.Signer, tmp_path: Path
 ) -> None:
-    cacerts = write(intermediate.mint(signer, "eu", NOW), tmp_path / "cacerts")
+    cacerts = write(ca.mint(signer, "eu", NOW), tmp_path / "cacerts")
     root = write(central, tmp_path / "central")
     verify = subprocess.run(
         [
@@ -61,28 +61,28 @@ def test_openssl_verifies_the_intermediate_against_the_central_root(
     assert (cacerts / "ca-key.pem").read_text().startswith("-----BEGIN RSA PRIVATE KEY")
 
 
-def test_kept_while_good_renewed_before_expiry(signer: intermediate.Signer) -> None:
-    cacerts = intermediate.mint(signer, "eu", NOW)
-    assert intermediate.keep(cacerts, signer, "eu", NOW + datetime.timedelta(days=300))
-    renew_at = NOW + intermediate.LIFETIME - intermediate.RENEW_BEFORE
-    assert not intermediate.keep(cacerts, signer, "eu", renew_at + datetime.timedelta(hours=1))
+def test_kept_while_good_renewed_before_expiry(signer: ca.Signer) -> None:
+    cacerts = ca.mint(signer, "eu", NOW)
+    assert ca.keep(cacerts, signer, "eu", NOW + datetime.timedelta(days=300))
+    renew_at = NOW + ca.LIFETIME - ca.RENEW_BEFORE
+    assert not ca.keep(cacerts, signer, "eu", renew_at + datetime.timedelta(hours=1))
 
 
 def test_not_kept_for_another_remote_a_new_central_ca_or_a_tampered_key(
-    signer: intermediate.Signer,
+    signer: ca.Signer,
 ) -> None:
-    cacerts = intermediate.mint(signer, "eu", NOW)
-    assert not intermediate.keep(cacerts, signer, "us", NOW)
-    rotated = intermediate.Signer.from_secret(intermediate.self_signed_root("cluster.local", NOW))
-    assert not intermediate.keep(cacerts, rotated, "eu", NOW)
-    other = intermediate.mint(signer, "eu", NOW)
-    assert not intermediate.keep({**cacerts, "ca-key.pem": other["ca-key.pem"]}, signer, "eu", NOW)
-    assert not intermediate.keep(None, signer, "eu", NOW)
+    cacerts = ca.mint(signer, "eu", NOW)
+    assert not ca.keep(cacerts, signer, "us", NOW)
+    rotated = ca.Signer.from_secret(ca.self_signed_root("cluster.local", NOW))
+    assert not ca.keep(cacerts, rotated, "eu", NOW)
+    other = ca.mint(signer, "eu", NOW)
+    assert not ca.keep({**cacerts, "ca-key.pem": other["ca-key.pem"]}, signer, "eu", NOW)
+    assert not ca.keep(None, signer, "eu", NOW)
 
 
 def test_central_ca_problems_are_named(central: dict[str, str]) -> None:
-    with pytest.raises(intermediate.CAError, match=r"lacks ca-key\.pem"):
-        intermediate.Signer.from_secret({"ca-cert.pem": central["ca-cert.pem"]})
-    other = intermediate.self_signed_root("cluster.local", NOW)
-    with pytest.raises(intermediate.CAError, match=r"not the key of ca-cert\.pem"):
-        intermediate.Signer.from_secret({**central, "ca-key.pem": other["ca-key.pem"]})
+    with pytest.raises(ca.CAError, match=r"lacks ca-key\.pem"):
+        ca.Signer.from_secret({"ca-cert.pem": central["ca-cert.pem"]})
+    other = ca.self_signed_root("cluster.local", NOW)
+    with pytest.raises(ca.CAError, match=r"not the key of ca-cert\.pem"):
+        ca.Signer.from_secret({**central, "ca-key.pem": other["ca-key.pem"]})

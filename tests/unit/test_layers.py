@@ -9,21 +9,21 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "gitmesh"
 KUBERNETES_GATEWAY = {"gitmesh.cluster"}
-GIT_MODULES = {"gitmesh.source", "gitmesh.statusbranch", "gitmesh.gitrepo"}
+GIT_MODULES = {"gitmesh.source", "gitmesh.status.branch", "gitmesh.source.gitrepo"}
 PURE = {
     "gitmesh.specs",
     "gitmesh.selectors",
     "gitmesh.quantity",
-    "gitmesh.yamlload",
-    "gitmesh.meshrepo",
+    "gitmesh.specs.yamlload",
+    "gitmesh.specs.meshrepo",
     "gitmesh.render",
     "gitmesh.render.base",
     "gitmesh.render.remoteistio",
     "gitmesh.render.istiodremote",
-    "gitmesh.profiles",
+    "gitmesh.specs.profiles",
     "gitmesh.plan",
-    "gitmesh.statusfiles",
-    "gitmesh.schema",
+    "gitmesh.status.reports",
+    "gitmesh.specs.schema",
 }
 IO_MODULES = {
     "socket",

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import re
 
-from gitmesh import plan, planview
+from gitmesh import plan
+from gitmesh.cli import planview
 from gitmesh.reconcile import PassResult, RemoteResult
-from gitmesh.statusfiles import PassReport, RemoteReport
+from gitmesh.status.reports import PassReport, RemoteReport
 
 REVISION = "0123456789abcdef" * 2 + "01234567"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from gitmesh import schema
+from gitmesh.specs import schema
 
 ROOT = Path(__file__).resolve().parents[2]
 

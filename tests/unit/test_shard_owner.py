@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from gitmesh.errors import GitmeshError
-from gitmesh.shards import Membership, owner
+from gitmesh.run.shards import Membership, owner
 
 REMOTES = [f"remote-{i:04d}" for i in range(1000)]
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from gitmesh import cli, meshrepo, specs
+from gitmesh import cli, specs
+from gitmesh.specs import meshrepo
 
 ROOT = Path(__file__).resolve().parents[2]
 INVALID = sorted((ROOT / "tests" / "data" / "invalid").glob("*.yaml"))

@@ -36,24 +36,13 @@ from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
-from gitmesh import (
-    access,
-    errors,
-    intermediate,
-    inventory,
-    kubeconfigs,
-    logs,
-    meshrepo,
-    plan,
-    primary,
-    render,
-    resources,
-    selectors,
-    specs,
-)
+from gitmesh import errors, kubeconfigs, logs, plan, render, resources, selectors, specs
 from gitmesh.cluster import Cluster
+from gitmesh.credentials import ca, join
+from gitmesh.reconcile import inventory, primary
 from gitmesh.resources import Resource
-from gitmesh.statusfiles import ComponentReport, PassReport, RemoteReport
+from gitmesh.specs import meshrepo
+from gitmesh.status.reports import ComponentReport, PassReport, RemoteReport
 
 Obj = dict[str, Any]
 Connect = Callable[[str, Mapping[str, Any]], Cluster]
@@ -170,12 +159,12 @@ def observe_central(
         try:
             secret = central.get(resources.SECRET, ns, mesh.central.ca_secret_name)
             ca_data = dict(secret.get("data") or {})
-            intermediate.Signer.from_secret(ca_data)
+            ca.Signer.from_secret(ca_data)
         except errors.NotFound:
             pass
         except errors.ClusterError as e:
             ca_error = f"cannot read {where}: {e}"
-        except intermediate.CAError as e:
+        except ca.CAError as e:
             ca_error = f"{where} {e}"
     seen = primary.Observed()
     if any(isinstance(r, specs.IstiodRemote) for r in remotes):
@@ -497,7 +486,7 @@ def _cacerts(
     ):
         return None
     name = spec.metadata.name
-    signer = intermediate.Signer.from_secret(central.ca_data)
+    signer = ca.Signer.from_secret(central.ca_data)
     current = next(
         (
             o.get("data")
@@ -507,9 +496,9 @@ def _cacerts(
         None,
     )
     now = datetime.datetime.now(datetime.UTC)
-    if intermediate.keep(current, signer, name, now):
+    if ca.keep(current, signer, name, now):
         return current
-    return intermediate.mint(signer, name, now)
+    return ca.mint(signer, name, now)
 
 
 def _component_items(
@@ -760,7 +749,7 @@ def _renewed(
     (gitmesh.access). Best effort: the old token still works until it expires."""
     try:
         now = datetime.datetime.now(datetime.UTC)
-        renewed = access.renew(
+        renewed = join.renew(
             name, remote=remote, config=config, central=central, current=secret, now=now
         )
     except errors.ClusterError as e:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from gitmesh.errors import StatusWriteError
-from gitmesh.gitrepo import (
+from gitmesh.source.gitrepo import (
     Cache,
     GitFailure,
     cat_blobs,

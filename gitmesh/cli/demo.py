@@ -28,14 +28,16 @@ from typing import Any
 import yaml
 from cryptography import x509
 
-from gitmesh import errors, logs, reconcile, render, sandbox, statusfiles
+from gitmesh import errors, logs, reconcile, render
 from gitmesh.cluster import Cluster
-from gitmesh.endpointsync import EndpointSync
-from gitmesh.gitrepo import Bare
 from gitmesh.localkube import Server
 from gitmesh.localkube.apiserver import KubeAPIServer
+from gitmesh.run.endpointsync import EndpointSync
 from gitmesh.source import Source
-from gitmesh.statusbranch import StatusBranch
+from gitmesh.source.gitrepo import Bare
+from gitmesh.status import reports
+from gitmesh.status.branch import StatusBranch
+from gitmesh.testing import sandbox
 
 CENTRAL = "central"
 REMOTES = ("remoteistio-sample", "remote-eu")
@@ -145,8 +147,8 @@ class Demo:
         )
         report = result.report
         self.branch.write(
-            lambda cur: statusfiles.render(report, cur, reconcile.now_utc()),
-            lambda changes: statusfiles.message(report, changes),
+            lambda cur: reports.render(report, cur, reconcile.now_utc()),
+            lambda changes: reports.message(report, changes),
         )
         return result
 

@@ -45,15 +45,17 @@ from typing import Any
 from apscheduler.schedulers.background import BackgroundScheduler
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from gitmesh import deadlines, errors, logs, meshrepo, plan, reconcile, render, specs, statusfiles
+from gitmesh import deadlines, errors, logs, plan, reconcile, render, specs
 from gitmesh.cluster import USER_AGENT, Cluster
-from gitmesh.endpointsync import EndpointSync
-from gitmesh.gatewaywatch import GatewayWatch
-from gitmesh.leader import Elector
-from gitmesh.metrics import Metrics
-from gitmesh.shards import Membership
+from gitmesh.run.endpointsync import EndpointSync
+from gitmesh.run.gatewaywatch import GatewayWatch
+from gitmesh.run.leader import Elector
+from gitmesh.run.metrics import Metrics
+from gitmesh.run.shards import Membership
 from gitmesh.source import Snapshot, Source
-from gitmesh.statusbranch import StatusBranch
+from gitmesh.specs import meshrepo
+from gitmesh.status import reports
+from gitmesh.status.branch import StatusBranch
 
 
 @dataclass(frozen=True, slots=True)
@@ -395,8 +397,8 @@ class Runner:
         try:
             with self._status_lock:
                 sha = self.branch.write(
-                    lambda cur: statusfiles.render(report, cur, reconcile.now_utc()),
-                    lambda changes: statusfiles.message(report, changes),
+                    lambda cur: reports.render(report, cur, reconcile.now_utc()),
+                    lambda changes: reports.message(report, changes),
                 )
             log.info(
                 "status committed" if sha else "status unchanged",
@@ -494,7 +496,7 @@ class Runner:
         try:
             with self._status_lock:
                 self.branch.write(
-                    lambda cur: statusfiles.render_endpoints(pending, cur),
+                    lambda cur: reports.render_endpoints(pending, cur),
                     lambda changes: (
                         f"gitmesh endpoints at {revision}: "
                         + ", ".join(sorted({p.split("/", 1)[1].rsplit(".", 1)[0] for p in changes}))

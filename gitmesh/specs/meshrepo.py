@@ -18,8 +18,9 @@ from typing import Any
 
 import pydantic
 
-from gitmesh import profiles, specs, yamlload
+from gitmesh import specs
 from gitmesh.errors import Problem
+from gitmesh.specs import profiles, yamlload
 
 MESH_FILE = "mesh.yaml"
 _REMOTE_KINDS: Mapping[str, type[specs.Remote]] = specs.REMOTE_KINDS

@@ -15,8 +15,8 @@ from typing import Any
 
 from gitmesh import logs, resources
 from gitmesh.cluster import Cluster
-from gitmesh.endpointsync import list_watch
-from gitmesh.primary import address_of
+from gitmesh.reconcile.primary import address_of
+from gitmesh.run.endpointsync import list_watch
 
 
 class GatewayWatch:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from gitmesh import intermediate
+from gitmesh.credentials import ca
 from gitmesh.localkube import Server
 from gitmesh.localkube.store import ApiError
 
@@ -136,7 +136,7 @@ def add_primary(
     in a ConfigMap, and an east-west gateway Service with a load-balancer address. Returns
     the root certificate (PEM)."""
     now = datetime.datetime.now(datetime.UTC)
-    root = base64.b64decode(intermediate.self_signed_root("cluster.local", now)["ca-cert.pem"])
+    root = base64.b64decode(ca.self_signed_root("cluster.local", now)["ca-cert.pem"])
     ensure_namespace(server, central, NAMESPACE)
     _create(
         server,
@@ -223,7 +223,7 @@ def start(
         )
         for i in range(pods_per_service):
             add_istio_pod(server, central, service, i)
-    ca = intermediate.self_signed_root("cluster.local", datetime.datetime.now(datetime.UTC))
+    root = ca.self_signed_root("cluster.local", datetime.datetime.now(datetime.UTC))
     _create(
         server,
         central,
@@ -232,7 +232,7 @@ def start(
         {
             "metadata": {"name": CA_SECRET},
             "type": "istio.io/ca-root",
-            "data": ca,
+            "data": root,
         },
     )
     names = tuple(remotes)
@@ -242,5 +242,5 @@ def start(
         for ns in remote_namespaces:
             ensure_namespace(server, remote, ns)
         server.simulate_workloads(remote)
-    key_pem = base64.b64decode(ca["ca-key.pem"])
+    key_pem = base64.b64decode(root["ca-key.pem"])
     return Mesh(server=server, central=central, remotes=names, ca_key_pem=key_pem)

@@ -30,7 +30,7 @@ from typing import Any
 
 from gitmesh import errors, logs, resources, specs
 from gitmesh.cluster import Cluster
-from gitmesh.leader import micro_time
+from gitmesh.run.leader import micro_time
 
 GROUP_LABEL = "gitmesh.io/shard-group"
 GC_AFTER = 20  # lease durations a member's Lease stays after it expired

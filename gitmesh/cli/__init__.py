@@ -21,14 +21,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from gitmesh import meshrepo, schema
 from gitmesh.errors import Forbidden, GitmeshError, Problem
+from gitmesh.specs import meshrepo, schema
 
 if TYPE_CHECKING:
     from gitmesh import reconcile
     from gitmesh.cluster import Cluster
     from gitmesh.source import Source
-    from gitmesh.statusbranch import StatusBranch
+    from gitmesh.status.branch import StatusBranch
 
 # Sub-commands import what they need when they run, so that `gitmesh validate` (a
 # pull-request check) does not pay for loading the Kubernetes client.
@@ -109,8 +109,8 @@ def add_source_flags(p: argparse.ArgumentParser) -> None:
 
 def make_source(args: argparse.Namespace) -> Source:
     """The git source the flags describe."""
-    from gitmesh.gitrepo import Auth
     from gitmesh.source import Source
+    from gitmesh.source.gitrepo import Auth
 
     auth = Auth.from_settings(
         token_env=args.git_token_env,
@@ -211,7 +211,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 def _duration(*, minimum: float) -> Callable[[str], float]:
     """An argparse type for durations (30s, 5m, or seconds)."""
-    from gitmesh import durations
+    from gitmesh.cli import durations
 
     def parse(text: str) -> float:
         try:
@@ -249,7 +249,7 @@ def _one_of(*choices: str) -> Callable[[str], str]:
 
 def _latency(text: str) -> tuple[str | None, float]:
     """An argparse type for `[CLUSTER=]DURATION`."""
-    from gitmesh import durations
+    from gitmesh.cli import durations
 
     cluster, _, duration = text.rpartition("=")
     try:
@@ -435,7 +435,7 @@ def _pass(
 ) -> tuple[reconcile.PassResult, StatusBranch, Cluster] | None:
     """Fetch, parse and run one pass; `before(repo)` may decline it (None)."""
     from gitmesh import logs, reconcile
-    from gitmesh.statusbranch import StatusBranch
+    from gitmesh.status.branch import StatusBranch
 
     logs.setup(fmt=args.log_format, level=args.log_level)
     source = make_source(args)
@@ -448,7 +448,7 @@ def _pass(
     central = _central(args)
     workers = getattr(args, "workers", 1)  # gitmesh plan has no --workers
     if workers > 1:
-        from gitmesh import workers as pool
+        from gitmesh.reconcile import workers as pool
 
         result = pool.run_pass(
             repo,
@@ -517,7 +517,7 @@ def _summary(result: reconcile.PassResult) -> None:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     """Show what a pass would change, writing nothing."""
-    from gitmesh import planview
+    from gitmesh.cli import planview
 
     if args.offline:
         from gitmesh import logs, offline
@@ -556,7 +556,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_reconcile(args: argparse.Namespace) -> int:
     """One pass: apply, then commit the status (not with --dry-run). The pass holds the
     same Lease as `gitmesh run`: when another holder is active, it is skipped (exit 0)."""
-    from gitmesh import logs, planview, reconcile, statusfiles
+    from gitmesh import logs, reconcile
+    from gitmesh.cli import planview
+    from gitmesh.status import reports
 
     if not args.once:
         print("gitmesh reconcile: pass --once (the poller is `gitmesh run`)", file=sys.stderr)
@@ -575,8 +577,8 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
         if not args.dry_run:
             report = result.report
             sha = branch.write(
-                lambda cur: statusfiles.render(report, cur, reconcile.now_utc()),
-                lambda changes: statusfiles.message(report, changes),
+                lambda cur: reports.render(report, cur, reconcile.now_utc()),
+                lambda changes: reports.message(report, changes),
             )
             logs.get().info(
                 "status committed" if sha else "status unchanged",
@@ -591,7 +593,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
 def _hold_lease(args: argparse.Namespace, repo: meshrepo.Repo, held: contextlib.ExitStack) -> bool:
     """Take the Lease for this pass (released when `held` closes); False, with a message,
     when another holder keeps it."""
-    from gitmesh.leader import Elector
+    from gitmesh.run.leader import Elector
 
     central = held.enter_context(_central(args))
     mesh_namespace = repo.mesh.namespace if repo.mesh else "istio-system"
@@ -631,7 +633,8 @@ def _listen(value: str) -> tuple[str, int]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """The poller: runs until SIGTERM/SIGINT, then exits 0."""
-    from gitmesh import logs, runner
+    from gitmesh import logs
+    from gitmesh.run import runner
 
     logs.setup(fmt=args.log_format, level=args.log_level)
     secret_env = args.webhook_secret_env
@@ -692,8 +695,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     sync."""
     import yaml
 
-    from gitmesh import statusfiles
-    from gitmesh.statusbranch import StatusBranch
+    from gitmesh.status import reports
+    from gitmesh.status.branch import StatusBranch
 
     source = make_source(args)
     snapshot = source.fetch()
@@ -705,7 +708,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"the status branch {name!r} does not exist in {source.display}: no pass "
             "has committed to it yet, or --status-branch names another branch"
         )
-    rows = statusfiles.read_status(files)
+    rows = reports.read_status(files)
     for row in rows:
         row["outOfSync"] = row["lastAppliedRevision"] != snapshot.commit
     known = {r["remote"] for r in rows}
@@ -752,8 +755,9 @@ def cmd_join(args: argparse.Namespace) -> int:
     """Give gitmesh its own, least-privilege access to a remote (gitmesh.access)."""
     import datetime
 
-    from gitmesh import access, kubeconfigs
+    from gitmesh import kubeconfigs
     from gitmesh.cluster import Cluster
+    from gitmesh.credentials import join
 
     path: Path = args.kubeconfig
     try:
@@ -780,7 +784,7 @@ def cmd_join(args: argparse.Namespace) -> int:
                 f"{args.name}: the remote at {remote.server} is the central cluster (its "
                 "kube-system namespace is central's); refusing to join central to itself"
             )
-        done = access.join(
+        done = join.join(
             args.name,
             remote,
             cluster,
@@ -1025,7 +1029,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("shell", choices=["bash", "zsh", "fish"])
 
     def completion(args: argparse.Namespace) -> int:
-        from gitmesh import completion
+        from gitmesh.cli import completion
 
         print(completion.script(parser, args.shell), end="")
         return 0
@@ -1109,7 +1113,7 @@ def _add_demo(sub: argparse._SubParsersAction[_Parser]) -> None:
     )
 
     def run(args: argparse.Namespace) -> int:
-        from gitmesh import demo
+        from gitmesh.cli import demo
 
         return demo.run(args)
 

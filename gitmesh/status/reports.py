@@ -17,7 +17,8 @@ from typing import Any
 
 import yaml
 
-from gitmesh import errors, specs, yamlload
+from gitmesh import errors, specs
+from gitmesh.specs import yamlload
 
 STATES = ("Created", "Reconciling", "Available", "ReconcileFailed", "InvalidSpec")
 STATUS_DIR = "status"

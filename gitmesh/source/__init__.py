@@ -16,9 +16,8 @@ from pathlib import Path, PurePosixPath
 
 import git
 
-from gitmesh import meshrepo, yamlload
 from gitmesh.errors import Problem, SourceError
-from gitmesh.gitrepo import (
+from gitmesh.source.gitrepo import (
     Auth,
     Cache,
     GitFailure,
@@ -28,6 +27,7 @@ from gitmesh.gitrepo import (
     display_url,
     ls_tree,
 )
+from gitmesh.specs import meshrepo, yamlload
 
 SYMLINK_MODE = 0o120000
 _SHA = re.compile(r"[0-9a-f]{7,40}")

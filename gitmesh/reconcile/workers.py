@@ -22,9 +22,11 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from gitmesh import logs, meshrepo, reconcile, shards
+from gitmesh import logs, reconcile
 from gitmesh.cluster import Cluster
-from gitmesh.statusfiles import PassReport, RemoteReport
+from gitmesh.run import shards
+from gitmesh.specs import meshrepo
+from gitmesh.status.reports import PassReport, RemoteReport
 
 
 @dataclass(frozen=True, slots=True)

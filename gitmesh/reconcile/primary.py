@@ -33,8 +33,9 @@ from typing import Any, NamedTuple
 
 import yaml
 
-from gitmesh import access, errors, kubeconfigs, plan, resources, specs
+from gitmesh import errors, kubeconfigs, plan, resources, specs
 from gitmesh.cluster import Cluster
+from gitmesh.credentials import join
 from gitmesh.render import istiodremote
 
 Obj = dict[str, Any]
@@ -171,20 +172,20 @@ def _current(secret: Obj, name: str, cluster: Mapping[str, Any], now: datetime.d
     its token is not due."""
     annotations = secret["metadata"].get("annotations") or {}
     try:
-        expires = datetime.datetime.fromisoformat(annotations[access.EXPIRES])
-        lifetime = datetime.timedelta(seconds=int(annotations[access.LIFETIME]))
+        expires = datetime.datetime.fromisoformat(annotations[join.EXPIRES])
+        lifetime = datetime.timedelta(seconds=int(annotations[join.LIFETIME]))
         config = yaml.safe_load(base64.b64decode((secret.get("data") or {})[name]))
         stored, _ = kubeconfigs.current(config)
     except (KeyError, ValueError, TypeError, yaml.YAMLError, errors.GitmeshError):
         return False
     # Compared with what would be written now (a CA file of a --kubeconfig-dir kubeconfig
     # is inlined there).
-    wanted, _ = kubeconfigs.current(yaml.safe_load(access.kubeconfig(name, cluster, "-")))
+    wanted, _ = kubeconfigs.current(yaml.safe_load(join.kubeconfig(name, cluster, "-")))
     same = all(
         stored.get(k) == wanted.get(k)
         for k in ("server", "certificate-authority-data", "insecure-skip-tls-verify")
     )
-    return same and not access.due(expires, lifetime, now)
+    return same and not join.due(expires, lifetime, now)
 
 
 def remote_secret(
@@ -224,24 +225,24 @@ def remote_secret(
     answer = remote.request_token(
         remote_namespace,
         istiodremote.READER,
-        int(access.DEFAULT_TTL.total_seconds()),
+        int(join.DEFAULT_TTL.total_seconds()),
         dry_run=dry_run,
     )
     status = answer.get("status") or {}
-    token = access.Token(
+    token = join.Token(
         str(status.get("token") or "dry-run"),
         datetime.datetime.fromisoformat(str(status.get("expirationTimestamp") or now.isoformat())),
-        access.DEFAULT_TTL,
+        join.DEFAULT_TTL,
     )
-    wanted = access.secret(
-        secret_name, namespace, access.kubeconfig(name, cluster, token.value), token, key=name
+    wanted = join.secret(
+        secret_name, namespace, join.kubeconfig(name, cluster, token.value), token, key=name
     )
     meta = wanted["metadata"]
     meta["labels"].update(
         {resources.MULTICLUSTER: "true", resources.REMOTE: name, resources.COMPONENT: COMPONENT}
     )
     meta["annotations"][istiodremote.CLUSTER_ANNOTATION] = name
-    del meta["annotations"][access.ACCOUNT_ANNOTATION]
+    del meta["annotations"][join.ACCOUNT_ANNOTATION]
     if current is None:
         central.create(resources.SECRET, wanted, dry_run=dry_run)
     else:

@@ -30,10 +30,11 @@ from typing import Any
 
 import yaml
 
-from gitmesh import errors, kubeconfigs, logs, profiles, resources
+from gitmesh import errors, kubeconfigs, logs, resources
 from gitmesh.cluster import Cluster
 from gitmesh.render import istiodremote, remoteistio
 from gitmesh.resources import Resource
+from gitmesh.specs import profiles
 
 Obj = dict[str, Any]
 NAMESPACE = "gitmesh"
