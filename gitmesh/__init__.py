@@ -2,7 +2,7 @@
 
 The package is layered: pure modules (specs, render, plan, statusfiles) know nothing of I/O;
 `gitmesh.cluster` is the only module that imports `kubernetes`; `gitmesh.source` and
-`gitmesh.statusbranch` are the only ones that import `git`. `tests/unit/test_layers.py`
+`gitmesh.status.branch` are the only ones that import `git`. `tests/unit/test_layers.py`
 enforces this.
 """
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from gitmesh import plan, render
 from gitmesh.errors import SpecError
-from gitmesh.reconcile import PassResult, RemoteResult
 from gitmesh.specs import meshrepo
 from gitmesh.status.reports import PassReport, RemoteReport
+from gitmesh.status.results import PassResult, RemoteResult
 
 NOTE = (
     "Offline plan: every remote as if it were new; what a pass reads on the central cluster "

@@ -7,6 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+# A Kubernetes object as JSON: what every stage passes around.
+Obj = dict[str, Any]
+
 MANAGED_BY = "app.kubernetes.io/managed-by"
 REMOTE = "gitmesh.io/remote"
 COMPONENT = "gitmesh.io/component"

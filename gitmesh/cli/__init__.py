@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from gitmesh.errors import Forbidden, GitmeshError, Problem
+from gitmesh.settings import Settings
 from gitmesh.specs import meshrepo, schema
+from gitmesh.status.results import PassResult, now_utc
 
 if TYPE_CHECKING:
-    from gitmesh import reconcile
     from gitmesh.cluster import Cluster
     from gitmesh.source import Source
     from gitmesh.status.branch import StatusBranch
@@ -296,7 +297,7 @@ def add_cluster_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--concurrency",
         type=_positive_int,
-        default=_env("CONCURRENCY") or "32",  # reconcile.DEFAULT_CONCURRENCY, not imported
+        default=_env("CONCURRENCY") or "32",  # settings.DEFAULT_CONCURRENCY
         help="remotes reconciled in parallel, each with its reads at once (default: 32, "
         "for remotes a WAN away: the work is in waiting)",
     )
@@ -378,10 +379,8 @@ def add_lease_flags(g: argparse._ArgumentGroup) -> None:
     )
 
 
-def _settings(args: argparse.Namespace, **overrides: bool) -> reconcile.Settings:
-    from gitmesh import reconcile
-
-    return reconcile.Settings(
+def _settings(args: argparse.Namespace, **overrides: bool) -> Settings:
+    return Settings(
         concurrency=args.concurrency,
         allow_exec=args.allow_exec,
         allow_mass_prune=args.allow_mass_prune,
@@ -429,12 +428,13 @@ def _central(args: argparse.Namespace) -> Cluster:
 
 def _pass(
     args: argparse.Namespace,
-    settings: reconcile.Settings,
+    settings: Settings,
     *,
     before: Callable[[meshrepo.Repo], bool] | None = None,
-) -> tuple[reconcile.PassResult, StatusBranch, Cluster] | None:
+) -> tuple[PassResult, StatusBranch, Cluster] | None:
     """Fetch, parse and run one pass; `before(repo)` may decline it (None)."""
-    from gitmesh import logs, reconcile
+    from gitmesh import logs
+    from gitmesh.reconcile import passes
     from gitmesh.status.branch import StatusBranch
 
     logs.setup(fmt=args.log_format, level=args.log_level)
@@ -464,11 +464,11 @@ def _pass(
             log_level=args.log_level,
         )
         return result, branch, central
-    result = reconcile.run_pass(
+    result = passes.run_pass(
         repo,
         snapshot.commit,
         central,
-        connect=reconcile.default_connect,
+        connect=passes.default_connect,
         settings=settings,
         progress=_progress_line() if sys.stderr.isatty() else None,
     )
@@ -490,7 +490,7 @@ def color() -> bool:
     return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
 
 
-def _summary(result: reconcile.PassResult) -> None:
+def _summary(result: PassResult) -> None:
     """A short account of the pass on stdout: one line per remote, then the totals."""
     rows = []
     for name, res in sorted(result.remotes.items()):
@@ -556,7 +556,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_reconcile(args: argparse.Namespace) -> int:
     """One pass: apply, then commit the status (not with --dry-run). The pass holds the
     same Lease as `gitmesh run`: when another holder is active, it is skipped (exit 0)."""
-    from gitmesh import logs, reconcile
+    from gitmesh import logs
     from gitmesh.cli import planview
     from gitmesh.status import reports
 
@@ -577,7 +577,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
         if not args.dry_run:
             report = result.report
             sha = branch.write(
-                lambda cur: reports.render(report, cur, reconcile.now_utc()),
+                lambda cur: reports.render(report, cur, now_utc()),
                 lambda changes: reports.message(report, changes),
             )
             logs.get().info(
@@ -752,7 +752,7 @@ def _status_table(rows: list[dict[str, Any]], head: str) -> None:
 
 
 def cmd_join(args: argparse.Namespace) -> int:
-    """Give gitmesh its own, least-privilege access to a remote (gitmesh.access)."""
+    """Give gitmesh its own, least-privilege access to a remote (gitmesh.credentials.join)."""
     import datetime
 
     from gitmesh import kubeconfigs

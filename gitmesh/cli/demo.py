@@ -28,15 +28,20 @@ from typing import Any
 import yaml
 from cryptography import x509
 
-from gitmesh import errors, logs, reconcile, render
+from gitmesh import errors, logs, render
 from gitmesh.cluster import Cluster
 from gitmesh.localkube import Server
 from gitmesh.localkube.apiserver import KubeAPIServer
+from gitmesh.reconcile.endpoints import affected_remotes, endpoints_only
+from gitmesh.reconcile.observe import observe_central
+from gitmesh.reconcile.passes import default_connect, run_pass
 from gitmesh.run.endpointsync import EndpointSync
+from gitmesh.settings import Settings
 from gitmesh.source import Source
 from gitmesh.source.gitrepo import Bare
 from gitmesh.status import reports
 from gitmesh.status.branch import StatusBranch
+from gitmesh.status.results import PassResult, now_utc
 from gitmesh.testing import sandbox
 
 CENTRAL = "central"
@@ -69,7 +74,7 @@ class Demo:
         self.central_config = kube.write_kubeconfig(workdir / "kubeconfig", CENTRAL)
         self.central = Cluster(CENTRAL, kube.kubeconfig(CENTRAL))
         self.branch = StatusBranch(self.source.cache, "gitmesh/status")
-        self.settings = reconcile.Settings(concurrency=4)
+        self.settings = Settings(concurrency=4)
 
     def step(self, title: str) -> None:
         self.step_no += 1
@@ -136,18 +141,18 @@ class Demo:
             rows.append((name, text or "<none>"))
         self.table(rows)
 
-    def one_pass(self) -> reconcile.PassResult:
+    def one_pass(self) -> PassResult:
         snapshot = self.source.fetch()
-        result = reconcile.run_pass(
+        result = run_pass(
             snapshot.parse(),
             snapshot.commit,
             self.central,
-            connect=reconcile.default_connect,
+            connect=default_connect,
             settings=self.settings,
         )
         report = result.report
         self.branch.write(
-            lambda cur: reports.render(report, cur, reconcile.now_utc()),
+            lambda cur: reports.render(report, cur, now_utc()),
             lambda changes: reports.message(report, changes),
         )
         return result
@@ -246,16 +251,16 @@ def _story(d: Demo) -> None:
     repo = d.source.fetch().parse()
     if repo.mesh is None:
         raise errors.SpecError(list(repo.problems))
-    services = reconcile.observe_central(d.central, repo.mesh, []).services
+    services = observe_central(d.central, repo.mesh, []).services
     updated = threading.Event()
 
     def on_change(pods: tuple[render.Pod, ...], changed: list[Any]) -> None:
         state = render.Central(pods=pods, services=services)
-        names = reconcile.affected_remotes(repo, state, changed)
-        reconcile.endpoints_only(
+        names = affected_remotes(repo, state, changed)
+        endpoints_only(
             repo,
             d.central,
-            connect=reconcile.default_connect,
+            connect=default_connect,
             settings=d.settings,
             names=names,
             state=state,

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from gitmesh import plan
-from gitmesh.reconcile import PassResult
+from gitmesh.status.results import PassResult
 
 SYMBOL = {"create": "+", "patch": "~", "delete": "-"}
 COLOR = {"create": "\033[32m", "patch": "\033[33m", "delete": "\033[31m"}

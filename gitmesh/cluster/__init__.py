@@ -325,7 +325,7 @@ class Cluster:
             # The pass warns of it in the log and the remote's status, once, by name;
             # urllib3's own warning, on every request, names neither.
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
-        # A remote's reads go out at once (gitmesh.reconcile.observe_remote): keep a
+        # A remote's reads go out at once (gitmesh.reconcile.observe): keep a
         # connection for each, rather than the default of five per core.
         config.connection_pool_maxsize = POOL_SIZE
         self.api = kubernetes.client.ApiClient(config)

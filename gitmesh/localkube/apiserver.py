@@ -10,7 +10,7 @@ every process is ended on stop (SIGTERM, then SIGKILL).
 
 `KubeAPIServer` offers what tests, the sandbox and the CLI use of the emulator's `Server`:
 `kubeconfig`/`write_kubeconfig`/`url`, `store(name)` (a facade speaking the same methods
-over HTTP, so `gitmesh.sandbox` seeds both alike), `add_pod`/`set_pod`, and request
+over HTTP, so `gitmesh.testing.sandbox` seeds both alike), `add_pod`/`set_pod`, and request
 counts and the `--access-log` JSON lines, derived from kube-apiserver's audit log (only
 clients' requests: the control plane's own are left out). It cannot inject faults or take
 a cluster down; tests that need that run on the emulator only.

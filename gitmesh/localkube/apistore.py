@@ -1,5 +1,5 @@
 """The emulator's `Store` methods spoken to a real kube-apiserver over HTTPS: what lets
-`gitmesh.sandbox` and the tests seed and read either backend alike. Errors come back as the
+`gitmesh.testing.sandbox` and the tests seed and read either backend alike. Errors come back as the
 emulator's `ApiError`, so callers handle both the same way."""
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ create-remote-secret` makes it (istioctl/pkg/multicluster/remote_secret.go at 1.
 annotation `networking.istio.io/cluster: <name>`, data key `<name>`. Its kubeconfig holds
 the remote's server and CA and a TokenRequest token of the remote's
 `istio-reader-service-account` — never gitmesh's own credentials — with a bounded lifetime,
-renewed once a third of it is left (gitmesh.access.due); a pass that finds it current
+renewed once a third of it is left (gitmesh.credentials.join.due); a pass that finds it current
 writes nothing.
 """
 

@@ -2,7 +2,7 @@
 
 A pass is bound by one interpreter's lock once its remotes' round trips overlap: the HTTP
 client, JSON and the owned-field diff are Python. Worker processes (spawned: the parent has
-threads) each run `reconcile.run_pass` over the remotes rendezvous hashing gives them, the
+threads) each run `passes.run_pass` over the remotes rendezvous hashing gives them, the
 way replicas of `gitmesh run --shard` share remotes (`gitmesh.shards.owner`), with a
 connection of their own to central; the parent merges their results into one PassResult
 and commits the status once. Every worker sees the same repository, inventory and status,
@@ -22,11 +22,14 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from gitmesh import logs, reconcile
+from gitmesh import logs
 from gitmesh.cluster import Cluster
+from gitmesh.reconcile import passes
 from gitmesh.run import shards
+from gitmesh.settings import Settings
 from gitmesh.specs import meshrepo
 from gitmesh.status.reports import PassReport, RemoteReport
+from gitmesh.status.results import PassResult, RemoteResult
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,11 +48,11 @@ def run_pass(
     central: Central,
     *,
     workers: int,
-    settings: reconcile.Settings,
+    settings: Settings,
     log_format: str,
     log_level: str,
-) -> reconcile.PassResult:
-    """`reconcile.run_pass` over `workers` processes, merged."""
+) -> PassResult:
+    """`passes.run_pass` over `workers` processes, merged."""
     members = [f"worker-{i}" for i in range(workers)]
     context = multiprocessing.get_context("spawn")
     pools = [ProcessPoolExecutor(1, mp_context=context) for _ in members]
@@ -78,9 +81,7 @@ def run_pass(
     return merge(revision, results)
 
 
-def _lost(
-    repo: meshrepo.Repo, revision: str, members: tuple[str, ...], member: str
-) -> reconcile.PassResult:
+def _lost(repo: meshrepo.Repo, revision: str, members: tuple[str, ...], member: str) -> PassResult:
     """The result of a worker that died: each of its remotes ReconcileFailed."""
     message = (
         f"gitmesh's worker process {member} died before it reported (killed, or out of "
@@ -89,8 +90,8 @@ def _lost(
     logs.get().error("worker process died", extra={"worker": member})
     names = [n for n in (*repo.remotes, *repo.invalid) if _owned(members, member, n)]
     reports = {n: RemoteReport(n, "ReconcileFailed", message=message, error=message) for n in names}
-    return reconcile.PassResult(
-        PassReport(revision, reports), {n: reconcile.RemoteResult(r) for n, r in reports.items()}
+    return PassResult(
+        PassReport(revision, reports), {n: RemoteResult(r) for n, r in reports.items()}
     )
 
 
@@ -103,10 +104,10 @@ def _work(
     revision: str,
     central: Central,
     *,
-    settings: reconcile.Settings,
+    settings: Settings,
     owns: partial[bool],
     log: tuple[str, str],
-) -> reconcile.PassResult:
+) -> PassResult:
     logs.setup(fmt=log[0], level=log[1])
     with Cluster(
         "central",
@@ -115,21 +116,21 @@ def _work(
         timeout=central.timeout,
         user_agent=central.user_agent,
     ) as cluster:
-        return reconcile.run_pass(
+        return passes.run_pass(
             repo,
             revision,
             cluster,
-            connect=reconcile.default_connect,
+            connect=passes.default_connect,
             settings=settings,
             owns=owns,
         )
 
 
-def merge(revision: str, results: list[reconcile.PassResult]) -> reconcile.PassResult:
+def merge(revision: str, results: list[PassResult]) -> PassResult:
     """The workers' results as one pass: each remote was in exactly one of them."""
     remotes = {n: r for result in results for n, r in result.remotes.items()}
     removed = tuple(sorted(n for result in results for n in result.report.removed))
-    return reconcile.PassResult(
+    return PassResult(
         PassReport(
             revision,
             {n: r for result in results for n, r in result.report.remotes.items()},

@@ -40,7 +40,7 @@ def remote(
     webhook_api: str = WEBHOOK_API,
 ) -> Rendered:
     """The desired state of one remote. For a RemoteIstio, `cacerts` is its intermediate CA
-    (the caller keeps or mints it: `gitmesh.intermediate`) and `webhook_api` the
+    (the caller keeps or mints it: `gitmesh.credentials.ca`) and `webhook_api` the
     admissionregistration version the remote serves."""
     if isinstance(spec, specs.IstiodRemote):
         return istiodremote.render(spec, mesh, central)

@@ -20,7 +20,7 @@ manifests/charts/base), with the east-west gateway's address observed on the pri
 - injection: `istio-injection=enabled` on the spec's namespaces.
 
 The primary's half, the remote Secret istiod reads, is not rendered here: it holds a
-token only the remote can issue (gitmesh.reconcile and gitmesh.access).
+token only the remote can issue (gitmesh.reconcile and gitmesh.credentials.join).
 """
 
 from __future__ import annotations

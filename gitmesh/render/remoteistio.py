@@ -623,7 +623,7 @@ def render(
     webhook_api: str = WEBHOOK_API,
 ) -> Rendered:
     """The desired state of one remote. `cacerts` is the remote's intermediate CA (the
-    caller keeps or mints it: `gitmesh.intermediate`); `webhook_api` the
+    caller keeps or mints it: `gitmesh.credentials.ca`); `webhook_api` the
     admissionregistration version the remote serves."""
     ctx = _Ctx(spec, mesh, central, specs.remote_namespace(spec, mesh), cacerts, webhook_api)
     svc, snapshot = services(ctx)

@@ -45,17 +45,22 @@ from typing import Any
 from apscheduler.schedulers.background import BackgroundScheduler
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from gitmesh import deadlines, errors, logs, plan, reconcile, render, specs
+from gitmesh import deadlines, errors, logs, plan, render, specs
 from gitmesh.cluster import USER_AGENT, Cluster
+from gitmesh.reconcile.endpoints import affected_remotes, endpoints_only
+from gitmesh.reconcile.observe import observe_central
+from gitmesh.reconcile.passes import run_pass
 from gitmesh.run.endpointsync import EndpointSync
 from gitmesh.run.gatewaywatch import GatewayWatch
 from gitmesh.run.leader import Elector
 from gitmesh.run.metrics import Metrics
 from gitmesh.run.shards import Membership
+from gitmesh.settings import Settings
 from gitmesh.source import Snapshot, Source
 from gitmesh.specs import meshrepo
 from gitmesh.status import reports
 from gitmesh.status.branch import StatusBranch
+from gitmesh.status.results import PassResult, now_utc
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +96,7 @@ class Runner:
         source: Source,
         central: Cluster,
         *,
-        settings: reconcile.Settings,
+        settings: Settings,
         run: RunSettings,
         metrics: Metrics | None = None,
     ) -> None:
@@ -277,7 +282,7 @@ class Runner:
     def _central_changed(self, repo: meshrepo.Repo) -> bool:
         if repo.mesh is None:
             return False
-        state = reconcile.observe_central(self.central, repo.mesh, repo.remotes.values())
+        state = observe_central(self.central, repo.mesh, repo.remotes.values())
         return self._digest(state) != self.central_digest
 
     @staticmethod
@@ -353,7 +358,7 @@ class Runner:
                     or (repo.mesh.status_branch if repo.mesh else "gitmesh/status"),
                 )
         try:
-            result = reconcile.run_pass(
+            result = run_pass(
                 repo,
                 snapshot.commit,
                 self.central,
@@ -397,7 +402,7 @@ class Runner:
         try:
             with self._status_lock:
                 sha = self.branch.write(
-                    lambda cur: reports.render(report, cur, reconcile.now_utc()),
+                    lambda cur: reports.render(report, cur, now_utc()),
                     lambda changes: reports.message(report, changes),
                 )
             log.info(
@@ -408,7 +413,7 @@ class Runner:
             log.error("writing the status branch failed", extra={"error": str(e)})
         self.ready.set()
 
-    def _record(self, result: reconcile.PassResult) -> None:
+    def _record(self, result: PassResult) -> None:
         m = self.metrics
         for name, res in result.remotes.items():
             report = res.report
@@ -439,8 +444,8 @@ class Runner:
             return
         started = time.monotonic()
         state = render.Central(pods=pods, services=self.services)
-        names = [n for n in reconcile.affected_remotes(self.repo, state, changed) if self.owns(n)]
-        results = reconcile.endpoints_only(
+        names = [n for n in affected_remotes(self.repo, state, changed) if self.owns(n)]
+        results = endpoints_only(
             self.repo,
             self.central,
             connect=self.connect,

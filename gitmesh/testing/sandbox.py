@@ -244,3 +244,8 @@ def start(
         server.simulate_workloads(remote)
     key_pem = base64.b64decode(root["ca-key.pem"])
     return Mesh(server=server, central=central, remotes=names, ca_key_pem=key_pem)
+
+
+def b64(text: str) -> str:
+    """Base64 of UTF-8 text (for Secrets built in tests and the demo)."""
+    return base64.b64encode(text.encode()).decode()

@@ -33,10 +33,12 @@ from typing import Any
 import kubernetes
 import yaml
 
-from gitmesh import reconcile, render, specs
+from gitmesh import render, specs
 from gitmesh.cli import durations
 from gitmesh.cluster import Cluster
 from gitmesh.localkube import Server
+from gitmesh.reconcile.observe import observe_central
+from gitmesh.settings import Settings
 from gitmesh.source import Source
 from gitmesh.source.gitrepo import Bare, Cache
 from gitmesh.status import reports
@@ -356,7 +358,7 @@ def desired_objects(emu: Emulator, names: list[str]) -> dict[str, list[dict[str,
     mesh = specs.Mesh.model_validate(yaml.safe_load(MESH))
     with Cluster("central", emu.dir / "central.kubeconfig") as central:
         spec0 = specs.RemoteIstio.model_validate(yaml.safe_load(TEMPLATE))
-        state = reconcile.observe_central(central, mesh, [spec0])
+        state = observe_central(central, mesh, [spec0])
     out = {}
     for name in names:
         spec = specs.RemoteIstio.model_validate(
@@ -934,7 +936,7 @@ def main() -> int:
     p.add_argument(
         "--concurrency",
         type=int,
-        default=reconcile.Settings().concurrency,
+        default=Settings().concurrency,
         help="wan: gitmesh --concurrency (default: gitmesh's own default)",
     )
     p.add_argument("--json", type=Path, default=Path("bench-results.json"))

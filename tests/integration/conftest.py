@@ -1,5 +1,5 @@
 """A whole mesh for integration tests: three clusters (central + two remotes), the simulated
-Istio central from gitmesh.sandbox, and a real git repository seeded from example-repo.
+Istio central from gitmesh.testing.sandbox, and a real git repository seeded from example-repo.
 
 The clusters come from either backend, by one fixture parameter: the emulator
 (`localkube`), or real kube-apiservers (`kube-apiserver`, binaries from

@@ -16,10 +16,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from gitmesh import reconcile
 from gitmesh.cluster import Cluster
 from gitmesh.localkube.apiserver import free_port
 from gitmesh.run.runner import Runner, RunSettings
+from gitmesh.settings import Settings
 from gitmesh.source import Source
 from gitmesh.source.gitrepo import Auth
 from tests.integration.conftest import World
@@ -108,7 +108,7 @@ def started_runner(
     runner = Runner(
         Source(world.repo.url, cache_dir=cache, auth=Auth()),
         central or Cluster("central", world.server.kubeconfig("central")),
-        settings=reconcile.Settings(),
+        settings=Settings(),
         run=settings,
     )
     runner.start()

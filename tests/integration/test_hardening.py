@@ -16,10 +16,11 @@ from typing import Any
 import pytest
 import yaml
 
-from gitmesh import cli, reconcile
+from gitmesh import cli
 from gitmesh.cluster import Cluster
 from gitmesh.errors import SourceError
 from gitmesh.run.runner import Runner, RunSettings, _serve
+from gitmesh.settings import Settings
 from gitmesh.source import Source
 from gitmesh.source.gitrepo import Auth, Cache
 from gitmesh.testing import sandbox
@@ -446,7 +447,7 @@ def http_server(world: World, tmp_path: Path) -> Any:
     runner = Runner(
         Source(world.repo.url, cache_dir=tmp_path / "c", auth=Auth()),
         Cluster("central", world.server.kubeconfig("central")),
-        settings=reconcile.Settings(),
+        settings=Settings(),
         run=RunSettings(
             listen=("127.0.0.1", 0), hook_secret=b"s", http_timeout=1.0, http_workers=4
         ),
@@ -464,7 +465,7 @@ def test_readyz_reports_a_wedged_worker(world: World, tmp_path: Path) -> None:
     runner = Runner(
         Source(world.repo.url, cache_dir=tmp_path / "c", auth=Auth()),
         Cluster("central", world.server.kubeconfig("central")),
-        settings=reconcile.Settings(remote_timeout=1.0),
+        settings=Settings(remote_timeout=1.0),
         run=RunSettings(listen=("127.0.0.1", 0)),
     )
     server = _serve(runner, ("127.0.0.1", 0), workers=runner.run_settings.http_workers)

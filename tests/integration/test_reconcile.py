@@ -10,11 +10,14 @@ from typing import Any
 import pytest
 import yaml
 
-from gitmesh import cli, reconcile
+from gitmesh import cli
 from gitmesh.cluster import Cluster
+from gitmesh.reconcile.passes import run_pass
+from gitmesh.settings import Settings
 from gitmesh.source import Source
 from gitmesh.specs import meshrepo
 from gitmesh.testing import sandbox
+from gitmesh.testing.sandbox import b64
 from tests.integration.conftest import REMOTES, TOKEN, World
 
 SAMPLE = "remoteistio-sample"
@@ -194,9 +197,7 @@ def test_concurrent_edit_conflicts_and_replans(world: World, tmp_path: Any) -> N
 
     world.server.reset_counts()
     with Cluster("central", world.server.kubeconfig("central")) as central:
-        result = reconcile.run_pass(
-            repo, snap.commit, central, connect=connect, settings=reconcile.Settings()
-        )
+        result = run_pass(repo, snap.commit, central, connect=connect, settings=Settings())
     assert result.all_available
     assert world.server.count(cluster=SAMPLE, verb="patch", resource="configmaps", code=422) == 1
     final = store.get(cm, NS, "istio")
@@ -351,9 +352,7 @@ def test_kubeconfig_is_reread_each_pass(world: World) -> None:
     good = store.get(secrets, NS, EU)["data"][EU]
     bad = world.server.kubeconfig(EU)
     next(u for u in bad["users"] if u["name"] == EU)["user"]["token"] = "rotated-away"
-    world.merge_patch(
-        "central", "secrets", NS, EU, {"data": {EU: reconcile.b64(yaml.safe_dump(bad))}}
-    )
+    world.merge_patch("central", "secrets", NS, EU, {"data": {EU: b64(yaml.safe_dump(bad))}})
     assert world.reconcile() == 1
     eu = world.status()[f"status/{EU}.yaml"]
     assert eu["state"] == "ReconcileFailed" and "Unauthorized" in eu["message"]
@@ -372,9 +371,7 @@ def test_exec_plugins_are_refused_unless_allowed(world: World) -> None:
             "args": ["-c", "touch /tmp/x"],
         }
     }
-    world.merge_patch(
-        "central", "secrets", NS, EU, {"data": {EU: reconcile.b64(yaml.safe_dump(evil))}}
-    )
+    world.merge_patch("central", "secrets", NS, EU, {"data": {EU: b64(yaml.safe_dump(evil))}})
     assert world.reconcile() == 1
     assert "exec plugin" in world.status()[f"status/{EU}.yaml"]["message"]
 

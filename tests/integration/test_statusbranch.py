@@ -143,8 +143,8 @@ import sys
 from pathlib import Path
 from gitmesh import statusfiles
 from gitmesh.gitrepo import Cache
-from gitmesh.statusbranch import StatusBranch
-from gitmesh.statusfiles import PassReport, RemoteReport
+from gitmesh.status.branch import StatusBranch
+from gitmesh.status.reports import PassReport, RemoteReport
 
 url, cache, who = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
 branch = StatusBranch(Cache(url, cache_dir=cache), "gitmesh/status", attempts=200)

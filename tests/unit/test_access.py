@@ -1,4 +1,4 @@
-"""gitmesh.access's pure parts: when a token is due, and the kubeconfig join stores."""
+"""gitmesh.credentials.join's pure parts: when a token is due, and the kubeconfig join stores."""
 
 from __future__ import annotations
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from gitmesh import cli
+from gitmesh.settings import DEFAULT_CONCURRENCY, Settings
 
 RUN = ["run", "--repo", "/nowhere"]
 
@@ -161,10 +162,9 @@ def test_logs_are_text_on_a_terminal_and_json_otherwise() -> None:
 def test_the_flag_default_concurrency_is_the_library_default() -> None:
     """The parser does not import gitmesh.reconcile (startup time) and says the number
     itself: the two must agree."""
-    from gitmesh import reconcile
 
     args = cli.build_parser().parse_args(["reconcile", "--once", "--repo", "x"])
-    assert args.concurrency == reconcile.DEFAULT_CONCURRENCY == reconcile.Settings().concurrency
+    assert args.concurrency == DEFAULT_CONCURRENCY == Settings().concurrency
 
 
 @pytest.mark.parametrize(

@@ -7,8 +7,8 @@ import re
 
 from gitmesh import plan
 from gitmesh.cli import planview
-from gitmesh.reconcile import PassResult, RemoteResult
 from gitmesh.status.reports import PassReport, RemoteReport
+from gitmesh.status.results import PassResult, RemoteResult
 
 REVISION = "0123456789abcdef" * 2 + "01234567"
 

@@ -31,7 +31,7 @@ CENTRAL = render.Central(
     },
     ca_data={"ca-cert.pem": "Y2VydA==", "ca-key.pem": "a2V5"},
 )
-# What the caller hands render as the remote's intermediate CA (gitmesh.intermediate).
+# What the caller hands render as the remote's intermediate CA (gitmesh.credentials.ca).
 CACERTS = dict.fromkeys(("ca-cert.pem", "ca-key.pem", "root-cert.pem", "cert-chain.pem"), "eA==")
 Obj = dict[str, Any]
 

@@ -1,0 +1,30 @@
+"""How a pass behaves: the settings the CLI builds from flags and environment."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+# Remotes in flight at once. A far remote's pass is mostly waiting (a round trip for its
+# reads, one per write), so more remotes than cores; the thread count is bounded by it
+# (x12 for the reads).
+DEFAULT_CONCURRENCY = 32
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """How a pass behaves (built by the CLI from flags and environment)."""
+
+    concurrency: int = DEFAULT_CONCURRENCY
+    plan_only: bool = False  # plan, write nothing (gitmesh plan)
+    dry_run: bool = False  # send every write with the server's dryRun
+    allow_exec: bool = False
+    kubeconfig_dir: Path | None = None
+    namespace: str | None = None  # where the remotes' kubeconfig Secrets live (default: mesh)
+    conflict_retries: int = 3
+    allow_mass_prune: bool = False  # prune however many remotes a revision removes
+    forget: frozenset[str] = frozenset()  # removed remotes to let go of without pruning
+    desired_digests: bool = False  # report digests of the desired objects (gitmesh run)
+    request_timeout: float = 30.0  # every Kubernetes request (connect and read)
+    remote_timeout: float = 300.0  # all of one remote's work in a pass
+    max_response: int = 16 * 1024 * 1024  # the largest answer read (cluster.MAX_RESPONSE)
