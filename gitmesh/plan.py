@@ -21,8 +21,8 @@ from typing import Any
 import jsonpatch
 
 from gitmesh import resources
+from gitmesh.resources import Obj
 
-Obj = dict[str, Any]
 MASK = "***"
 SECRET_FIELDS = ("data", "stringData")
 

@@ -24,12 +24,11 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from gitmesh.errors import Forbidden, GitmeshError, Problem
 from gitmesh.settings import Settings
 from gitmesh.specs import meshrepo, schema
-from gitmesh.status.results import PassResult, now_utc
+from gitmesh.status.results import PassResult
 
 if TYPE_CHECKING:
     from gitmesh.cluster import Cluster
     from gitmesh.source import Source
-    from gitmesh.status.branch import StatusBranch
 
 # Sub-commands import what they need when they run, so that `gitmesh validate` (a
 # pull-request check) does not pay for loading the Kubernetes client.
@@ -121,15 +120,6 @@ def make_source(args: argparse.Namespace) -> Source:
         insecure_ignore_host_key=args.insecure_ignore_host_key,
     )
     return Source(args.repo, revision=args.revision, cache_dir=args.cache_dir / "repos", auth=auth)
-
-
-def status_branch_name(args: argparse.Namespace, repo: meshrepo.Repo | None) -> str:
-    """--status-branch, else mesh.yaml's, else the default."""
-    if args.status_branch:
-        return str(args.status_branch)
-    if repo is not None and repo.mesh is not None:
-        return repo.mesh.status_branch
-    return "gitmesh/status"
 
 
 def _escape_data(text: str) -> str:
@@ -431,48 +421,45 @@ def _pass(
     settings: Settings,
     *,
     before: Callable[[meshrepo.Repo], bool] | None = None,
-) -> tuple[PassResult, StatusBranch, Cluster] | None:
-    """Fetch, parse and run one pass; `before(repo)` may decline it (None)."""
+    write: bool = False,
+) -> PassResult | None:
+    """One cycle (reconcile.cycle): fetch, parse, run one pass and, with `write`, commit
+    its status; `before(repo)` may decline it (None)."""
     from gitmesh import logs
-    from gitmesh.reconcile import passes
-    from gitmesh.status.branch import StatusBranch
+    from gitmesh.reconcile import cycle, passes
 
     logs.setup(fmt=args.log_format, level=args.log_level)
-    source = make_source(args)
-    snapshot = source.fetch()
-    repo = snapshot.parse()
-    if before is not None and not before(repo):
-        source.cache.repo.close()  # its git cat-file processes
-        return None
-    branch = StatusBranch(source.cache, status_branch_name(args, repo))
-    central = _central(args)
     workers = getattr(args, "workers", 1)  # gitmesh plan has no --workers
-    if workers > 1:
-        from gitmesh.reconcile import workers as pool
 
-        result = pool.run_pass(
-            repo,
-            snapshot.commit,
-            pool.Central(
-                central_kubeconfig(args.central_kubeconfig),
-                args.central_context,
-                args.request_timeout,
-            ),
-            workers=workers,
-            settings=settings,
-            log_format=args.log_format,
-            log_level=args.log_level,
-        )
-        return result, branch, central
-    result = passes.run_pass(
-        repo,
-        snapshot.commit,
-        central,
-        connect=passes.default_connect,
-        settings=settings,
-        progress=_progress_line() if sys.stderr.isatty() else None,
-    )
-    return result, branch, central
+    def run(repo: meshrepo.Repo, commit: str) -> PassResult:
+        if workers > 1:
+            from gitmesh.reconcile import workers as pool
+
+            return pool.run_pass(
+                repo,
+                commit,
+                pool.Central(
+                    central_kubeconfig(args.central_kubeconfig),
+                    args.central_context,
+                    args.request_timeout,
+                ),
+                workers=workers,
+                settings=settings,
+                log_format=args.log_format,
+                log_level=args.log_level,
+            )
+        with _central(args) as central:
+            return passes.run_pass(
+                repo,
+                commit,
+                central,
+                connect=passes.default_connect,
+                settings=settings,
+                progress=_progress_line() if sys.stderr.isatty() else None,
+            )
+
+    done = cycle.once(make_source(args), run, branch=args.status_branch, before=before, write=write)
+    return None if done is None else done[0]
 
 
 def _progress_line() -> Callable[[int, int], None]:
@@ -520,7 +507,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from gitmesh.cli import planview
 
     if args.offline:
-        from gitmesh import logs, offline
+        from gitmesh import logs
+        from gitmesh.reconcile import offline
 
         logs.setup(fmt=args.log_format, level=args.log_level)
         snapshot = make_source(args).fetch()
@@ -531,8 +519,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         done = _pass(args, _settings(args, plan_only=True))
         if done is None:  # no `before`: never declined
             return 1
-        result, _, central = done
-        central.close()
+        result = done
     if args.format == "json":
         print(json.dumps(planview.as_json(result), indent=2))
     elif args.format == "yaml":
@@ -556,34 +543,22 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_reconcile(args: argparse.Namespace) -> int:
     """One pass: apply, then commit the status (not with --dry-run). The pass holds the
     same Lease as `gitmesh run`: when another holder is active, it is skipped (exit 0)."""
-    from gitmesh import logs
     from gitmesh.cli import planview
-    from gitmesh.status import reports
 
     if not args.once:
         print("gitmesh reconcile: pass --once (the poller is `gitmesh run`)", file=sys.stderr)
         return 2
     settings = _settings(args, dry_run=args.dry_run)
     with contextlib.ExitStack() as held:
-        done = _pass(
+        result = _pass(
             args,
             settings,
             before=None if args.dry_run else lambda repo: _hold_lease(args, repo, held),
+            write=not args.dry_run,
         )
-        if done is None:
+        if result is None:
             return 0
-        result, branch, central = done
-        central.close()
         if not args.dry_run:
-            report = result.report
-            sha = branch.write(
-                lambda cur: reports.render(report, cur, now_utc()),
-                lambda changes: reports.message(report, changes),
-            )
-            logs.get().info(
-                "status committed" if sha else "status unchanged",
-                extra={"revision": report.revision[:12], "commit": sha or ""},
-            )
             _summary(result)
         else:
             print(planview.text(result, color=color()), end="")
@@ -695,14 +670,15 @@ def cmd_status(args: argparse.Namespace) -> int:
     sync."""
     import yaml
 
+    from gitmesh.reconcile import cycle
     from gitmesh.status import reports
-    from gitmesh.status.branch import StatusBranch
 
     source = make_source(args)
     snapshot = source.fetch()
     repo = snapshot.parse()
-    name = status_branch_name(args, None if args.status_branch else repo)
-    files = StatusBranch(source.cache, name).read_existing()
+    branch = cycle.status_branch(source, repo, args.status_branch)
+    name = branch.branch
+    files = branch.read_existing()
     if files is None:
         raise GitmeshError(
             f"the status branch {name!r} does not exist in {source.display}: no pass "

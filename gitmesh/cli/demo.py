@@ -28,10 +28,11 @@ from typing import Any
 import yaml
 from cryptography import x509
 
-from gitmesh import errors, logs, render
+from gitmesh import errors, logs, render, specs
 from gitmesh.cluster import Cluster
 from gitmesh.localkube import Server
 from gitmesh.localkube.apiserver import KubeAPIServer
+from gitmesh.reconcile import cycle
 from gitmesh.reconcile.endpoints import affected_remotes, endpoints_only
 from gitmesh.reconcile.observe import observe_central
 from gitmesh.reconcile.passes import default_connect, run_pass
@@ -39,9 +40,9 @@ from gitmesh.run.endpointsync import EndpointSync
 from gitmesh.settings import Settings
 from gitmesh.source import Source
 from gitmesh.source.gitrepo import Bare
-from gitmesh.status import reports
+from gitmesh.specs import meshrepo
 from gitmesh.status.branch import StatusBranch
-from gitmesh.status.results import PassResult, now_utc
+from gitmesh.status.results import PassResult
 from gitmesh.testing import sandbox
 
 CENTRAL = "central"
@@ -73,7 +74,7 @@ class Demo:
         self.source = Source(self.repo.url, cache_dir=workdir / "cache")
         self.central_config = kube.write_kubeconfig(workdir / "kubeconfig", CENTRAL)
         self.central = Cluster(CENTRAL, kube.kubeconfig(CENTRAL))
-        self.branch = StatusBranch(self.source.cache, "gitmesh/status")
+        self.branch = StatusBranch(self.source.cache, specs.STATUS_BRANCH)
         self.settings = Settings(concurrency=4)
 
     def step(self, title: str) -> None:
@@ -142,20 +143,12 @@ class Demo:
         self.table(rows)
 
     def one_pass(self) -> PassResult:
-        snapshot = self.source.fetch()
-        result = run_pass(
-            snapshot.parse(),
-            snapshot.commit,
-            self.central,
-            connect=default_connect,
-            settings=self.settings,
-        )
-        report = result.report
-        self.branch.write(
-            lambda cur: reports.render(report, cur, now_utc()),
-            lambda changes: reports.message(report, changes),
-        )
-        return result
+        done = cycle.once(self.source, self.run, branch=self.branch.branch)
+        assert done is not None  # noqa: S101 - no `before`, never declined
+        return done[0]
+
+    def run(self, repo: meshrepo.Repo, commit: str) -> PassResult:
+        return run_pass(repo, commit, self.central, connect=default_connect, settings=self.settings)
 
 
 def _show_intermediates(d: Demo) -> None:
@@ -330,13 +323,13 @@ def _story(d: Demo) -> None:
     _istiod_story(d)
 
     d.step("The audit trail: git log gitmesh/status")
-    log = d.repo.log("gitmesh/status", "--format=%h %s", "--shortstat")
+    log = d.repo.log(specs.STATUS_BRANCH, "--format=%h %s", "--shortstat")
     for line in log.splitlines():
         if line.strip():
             d.out(f"   {line}")
     # Four passes changed something (join, endpoint snapshot, labels, istiod): four commits.
     d.check(
-        len(d.repo.log("gitmesh/status", "--format=%h").split()) == 4,
+        len(d.repo.log(specs.STATUS_BRANCH, "--format=%h").split()) == 4,
         "one status commit per pass that changed something, none for the rest",
     )
 

@@ -37,9 +37,8 @@ import urllib3
 from urllib3.connection import HTTPConnection, HTTPSConnection
 
 from gitmesh import __version__, deadlines, errors, kubeconfigs
-from gitmesh.resources import Resource
+from gitmesh.resources import Obj, Resource
 
-Obj = dict[str, Any]
 CONNECT_TIMEOUT = 10.0
 USER_AGENT = f"gitmesh/{__version__}"
 POOL_SIZE = 16

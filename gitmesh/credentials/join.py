@@ -33,10 +33,9 @@ import yaml
 from gitmesh import errors, kubeconfigs, logs, resources
 from gitmesh.cluster import Cluster
 from gitmesh.render import istiodremote, remoteistio
-from gitmesh.resources import Resource
+from gitmesh.resources import Obj, Resource
 from gitmesh.specs import profiles
 
-Obj = dict[str, Any]
 NAMESPACE = "gitmesh"
 ACCOUNT = "gitmesh"
 CLUSTER_ROLE = "gitmesh-remote"

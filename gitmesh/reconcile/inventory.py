@@ -13,13 +13,11 @@ Names read back are validated like spec names before anything uses them.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from gitmesh import errors, logs, resources, specs
 from gitmesh.cluster import Cluster
-
-Obj = dict[str, Any]
-
+from gitmesh.resources import Obj
 
 NAME = "gitmesh-inventory"
 _CONFIGMAP = resources.BY_KIND["ConfigMap"]

@@ -37,8 +37,8 @@ from gitmesh import errors, kubeconfigs, plan, resources, specs
 from gitmesh.cluster import Cluster
 from gitmesh.credentials import join
 from gitmesh.render import istiodremote
+from gitmesh.resources import Obj
 
-Obj = dict[str, Any]
 COMPONENT = "primary"
 ROOT_CERT_KEY = "root-cert.pem"
 ISTIOD_PORTS = (15012, 15017)  # xDS and the injection webhook, through the gateway

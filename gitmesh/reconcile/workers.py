@@ -3,7 +3,7 @@
 A pass is bound by one interpreter's lock once its remotes' round trips overlap: the HTTP
 client, JSON and the owned-field diff are Python. Worker processes (spawned: the parent has
 threads) each run `passes.run_pass` over the remotes rendezvous hashing gives them, the
-way replicas of `gitmesh run --shard` share remotes (`gitmesh.shards.owner`), with a
+way replicas of `gitmesh run --shard` share remotes (`rendezvous.owner`), with a
 connection of their own to central; the parent merges their results into one PassResult
 and commits the status once. Every worker sees the same repository, inventory and status,
 so all of them refuse a mass prune alike, before anything is applied.
@@ -24,8 +24,7 @@ from pathlib import Path
 
 from gitmesh import logs
 from gitmesh.cluster import Cluster
-from gitmesh.reconcile import passes
-from gitmesh.run import shards
+from gitmesh.reconcile import passes, rendezvous
 from gitmesh.settings import Settings
 from gitmesh.specs import meshrepo
 from gitmesh.status.reports import PassReport, RemoteReport
@@ -96,7 +95,7 @@ def _lost(repo: meshrepo.Repo, revision: str, members: tuple[str, ...], member: 
 
 
 def _owned(members: tuple[str, ...], member: str, name: str) -> bool:
-    return shards.owner(name, members) == member
+    return rendezvous.owner(name, members) == member
 
 
 def _work(

@@ -13,8 +13,9 @@ from collections.abc import Mapping
 
 from gitmesh import specs
 from gitmesh.render import istiodremote, remoteistio
-from gitmesh.render.base import Central, CentralService, Component, Obj, Pod, Rendered
+from gitmesh.render.base import Central, CentralService, Component, Pod, Rendered
 from gitmesh.render.remoteistio import CACERTS, WEBHOOK_API, endpoints, selector_of
+from gitmesh.resources import Obj
 
 __all__ = [
     "CACERTS",

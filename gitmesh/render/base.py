@@ -12,8 +12,8 @@ from typing import Any
 import yaml
 
 from gitmesh import resources, specs
+from gitmesh.resources import Obj
 
-Obj = dict[str, Any]
 # What both injectors' webhooks intercept (Istio's charts, every version): pod creation.
 POD_CREATE_RULES: tuple[Obj, ...] = (
     {"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]},

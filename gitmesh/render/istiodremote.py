@@ -29,7 +29,8 @@ import base64
 import ipaddress
 
 from gitmesh import resources, specs
-from gitmesh.render.base import POD_CREATE_RULES, Central, Component, Obj, Rendered, meta
+from gitmesh.render.base import POD_CREATE_RULES, Central, Component, Rendered, meta
+from gitmesh.resources import Obj
 
 ISTIOD = "istiod"
 READER = "istio-reader-service-account"

@@ -19,11 +19,11 @@ from gitmesh.render.base import (
     POD_CREATE_RULES,
     Central,
     Component,
-    Obj,
     Rendered,
 )
 from gitmesh.render.base import dump_yaml as _yaml
 from gitmesh.render.base import meta as _base_meta
+from gitmesh.resources import Obj
 from gitmesh.specs import profiles
 
 CITADEL = "istio-citadel"

@@ -18,12 +18,11 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
 
 from gitmesh import errors, logs, resources
 from gitmesh.cluster import Cluster
+from gitmesh.resources import Obj
 
-Obj = dict[str, Any]
 MAX_DECLARED = 3600.0  # the longest lease another holder is believed to have
 
 

@@ -47,6 +47,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gitmesh import deadlines, errors, logs, plan, render, specs
 from gitmesh.cluster import USER_AGENT, Cluster
+from gitmesh.reconcile import cycle
 from gitmesh.reconcile.endpoints import affected_remotes, endpoints_only
 from gitmesh.reconcile.observe import observe_central
 from gitmesh.reconcile.passes import run_pass
@@ -60,7 +61,7 @@ from gitmesh.source import Snapshot, Source
 from gitmesh.specs import meshrepo
 from gitmesh.status import reports
 from gitmesh.status.branch import StatusBranch
-from gitmesh.status.results import PassResult, now_utc
+from gitmesh.status.results import PassResult
 
 
 @dataclass(frozen=True, slots=True)
@@ -352,10 +353,8 @@ class Runner:
         log = logs.get()
         with self._status_lock:
             if self.branch is None:
-                self.branch = StatusBranch(
-                    self.source.cache,
-                    self.run_settings.status_branch
-                    or (repo.mesh.status_branch if repo.mesh else "gitmesh/status"),
+                self.branch = cycle.status_branch(
+                    self.source, repo, self.run_settings.status_branch
                 )
         try:
             result = run_pass(
@@ -401,14 +400,7 @@ class Runner:
                     self.pending_endpoints.pop(name, None)
         try:
             with self._status_lock:
-                sha = self.branch.write(
-                    lambda cur: reports.render(report, cur, now_utc()),
-                    lambda changes: reports.message(report, changes),
-                )
-            log.info(
-                "status committed" if sha else "status unchanged",
-                extra={"revision": snapshot.commit[:12], "commit": sha or ""},
-            )
+                cycle.commit(self.branch, report)
         except errors.StatusWriteError as e:
             log.error("writing the status branch failed", extra={"error": str(e)})
         self.ready.set()

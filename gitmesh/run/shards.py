@@ -22,29 +22,18 @@ A replica that shuts down deletes its Lease, and its remotes move at the others'
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable
 
 from gitmesh import errors, logs, resources, specs
 from gitmesh.cluster import Cluster
+from gitmesh.reconcile.rendezvous import owner
+from gitmesh.resources import Obj
 from gitmesh.run.leader import micro_time
 
 GROUP_LABEL = "gitmesh.io/shard-group"
 GC_AFTER = 20  # lease durations a member's Lease stays after it expired
-Obj = dict[str, Any]
-
-
-def owner(name: str, members: Iterable[str]) -> str | None:
-    """The member a remote belongs to: the one with the highest hash of (member, name)."""
-    best: tuple[bytes, str] | None = None
-    for member in members:
-        weight = hashlib.sha256(f"{member}\n{name}".encode()).digest()
-        if best is None or (weight, member) > best:
-            best = (weight, member)
-    return best[1] if best else None
 
 
 class Membership:

@@ -38,6 +38,9 @@ _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]
 _IANA_SVC_NAME = re.compile(r"(?=.*[a-z])[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?")
 _IMAGE = re.compile(r"\S+")
 
+# Where the status is committed unless mesh.yaml or --status-branch says otherwise.
+STATUS_BRANCH = "gitmesh/status"
+
 
 def dns_label(value: str) -> str:
     """Accept an RFC 1123 label (what Kubernetes requires of namespace and service names)."""
@@ -479,7 +482,7 @@ class Mesh(Strict):
     # Which Istio the remotes run; by default read from the image tags.
     istio_version: IstioVersion | None = None
     namespace: DnsLabel = "istio-system"
-    status_branch: str = "gitmesh/status"
+    status_branch: str = STATUS_BRANCH
     images: Images = Field(default_factory=Images, validate_default=True)
     replicas: ReplicaDefaults = ReplicaDefaults()
     central: Central = Central()

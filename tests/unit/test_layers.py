@@ -1,91 +1,107 @@
-"""The layering STYLE.md promises, checked by walking the imports of every module."""
+"""The layering STYLE.md promises, held by import-linter (the contracts are in
+pyproject.toml): stages in layers, a functional core that imports no I/O even indirectly,
+only `gitmesh.cluster` importing the Kubernetes client, only the source and the status
+branch importing GitPython. Plus what a pull request's CI pays: `validate` and
+`plan --offline` load no Kubernetes client."""
 
 from __future__ import annotations
 
 import ast
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[2] / "gitmesh"
-KUBERNETES_GATEWAY = {"gitmesh.cluster"}
-GIT_MODULES = {"gitmesh.source", "gitmesh.status.branch", "gitmesh.source.gitrepo"}
-PURE = {
-    "gitmesh.specs",
-    "gitmesh.selectors",
-    "gitmesh.quantity",
-    "gitmesh.specs.yamlload",
-    "gitmesh.specs.meshrepo",
-    "gitmesh.render",
-    "gitmesh.render.base",
-    "gitmesh.render.remoteistio",
-    "gitmesh.render.istiodremote",
-    "gitmesh.specs.profiles",
-    "gitmesh.plan",
-    "gitmesh.status.reports",
-    "gitmesh.specs.schema",
-}
-IO_MODULES = {
-    "socket",
-    "subprocess",
-    "requests",
-    "urllib3",
-    "http",
-    "threading",
-    "git",
-    "kubernetes",
-}
+from tests.gitutil import ROOT, MeshRemote
+
+PACKAGE = ROOT / "gitmesh"
+PYPROJECT = ROOT / "pyproject.toml"
+NO_CLUSTER = {"KUBECONFIG", "KUBERNETES_SERVICE_HOST", "GITMESH_CENTRAL_KUBECONFIG"}
 
 
-def modules() -> dict[str, set[str]]:
-    out = {}
-    for path in PACKAGE.rglob("*.py"):
-        name = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
-        name = name.removesuffix(".__init__")
-        imported: set[str] = set()
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Import):
-                imported |= {a.name for a in node.names}
-            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                imported.add(node.module)
-        out[name] = imported
-    return out
+def lint_imports(cwd: Path) -> subprocess.CompletedProcess[str]:
+    """import-linter over the `gitmesh` package found first on the path from `cwd`."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from importlinter import cli; sys.exit(cli.lint_imports())",
+        ],
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(cwd)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
-MODULES = modules()
+def test_the_import_contracts_hold() -> None:
+    done = lint_imports(ROOT)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "4 kept, 0 broken" in done.stdout
 
 
-def roots(names: set[str]) -> set[str]:
-    return {n.split(".")[0] for n in names}
+def test_a_crossed_layer_breaks_a_contract(tmp_path: Path) -> None:
+    """The same contracts over a copy of the package in which the pure spec layer imports
+    the Kubernetes gateway: import-linter fails, naming the import and the chain that
+    brings the client into the pure modules."""
+    shutil.copytree(PACKAGE, tmp_path / "gitmesh", ignore=shutil.ignore_patterns("embedded"))
+    shutil.copy(PYPROJECT, tmp_path / "pyproject.toml")
+    profiles = tmp_path / "gitmesh" / "specs" / "profiles.py"
+    text = profiles.read_text(encoding="utf-8")
+    profiles.write_text(
+        text.replace("from gitmesh import specs\n", "from gitmesh import cluster, specs\n", 1),
+        encoding="utf-8",
+    )
+    done = lint_imports(tmp_path)
+    assert done.returncode == 1, done.stdout
+    assert "gitmesh.specs is not allowed to import gitmesh.cluster" in done.stdout
+    assert "gitmesh.cli.planview is not allowed to import gitmesh.cluster" in done.stdout
+    assert "2 kept, 2 broken" in done.stdout
 
 
-@pytest.mark.parametrize("module", sorted(MODULES))
-def test_only_the_gateway_imports_kubernetes(module: str) -> None:
-    """Only gitmesh.cluster talks to the Kubernetes API."""
-    if module not in KUBERNETES_GATEWAY:
-        assert "kubernetes" not in roots(MODULES[module])
+def loaded_after(home: Path, *argv: str) -> tuple[int, bool]:
+    """Run `gitmesh ARGV` in a fresh interpreter: its exit code and whether the Kubernetes
+    client was loaded."""
+    script = (
+        "import sys\nfrom gitmesh import cli\ncode = cli.main(sys.argv[1:])\n"
+        "print('KUBERNETES' if 'kubernetes' in sys.modules else 'NONE')\nsys.exit(code)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={
+            **{k: v for k, v in os.environ.items() if k not in NO_CLUSTER},
+            "HOME": str(home),
+        },
+    )
+    return done.returncode, done.stdout.strip().splitlines()[-1] == "KUBERNETES"
 
 
-@pytest.mark.parametrize("module", sorted(MODULES))
-def test_only_the_git_modules_import_git(module: str) -> None:
-    """Only the source and the status branch modules import GitPython."""
-    if module not in GIT_MODULES:
-        assert "git" not in roots(MODULES[module])
+def test_pull_request_checks_load_no_kubernetes_client(tmp_path: Path) -> None:
+    code, loaded = loaded_after(tmp_path, "validate", str(ROOT / "example-repo"))
+    assert (code, loaded) == (0, False)
+    (tmp_path / "git").mkdir()
+    remote = MeshRemote(tmp_path / "git")
+    offline = ["plan", "--offline", "--repo", remote.url, "--cache-dir", str(tmp_path / "c")]
+    code, loaded = loaded_after(tmp_path, *offline, "-o", "json")
+    assert (code, loaded) == (0, False)
+    # The check can see the client: `plan` without --offline loads it (and fails here,
+    # with no central cluster).
+    code, loaded = loaded_after(tmp_path, *offline[:1], *offline[2:])
+    assert (code, loaded) == (1, True)
 
 
-@pytest.mark.parametrize("module", sorted(PURE & set(MODULES)))
-def test_the_functional_core_does_no_io(module: str) -> None:
-    """The pure modules import no I/O library and no impure gitmesh module."""
-    imported = MODULES[module]
-    assert not roots(imported) & IO_MODULES
-    gitmesh_deps = {n for n in imported if n.startswith("gitmesh.")}
-    assert gitmesh_deps <= PURE | {"gitmesh.errors", "gitmesh"}, gitmesh_deps
-
-
-@pytest.mark.parametrize("module", sorted(MODULES))
-def test_every_module_has_a_docstring(module: str) -> None:
+@pytest.mark.parametrize(
+    "path", sorted(p.relative_to(ROOT).as_posix() for p in PACKAGE.rglob("*.py")), ids=str
+)
+def test_every_module_has_a_docstring(path: str) -> None:
     """Every module starts with a docstring saying what it is for."""
-    path = PACKAGE.parent / (module.replace(".", "/") + ".py")
-    if not path.exists():
-        path = PACKAGE.parent / module.replace(".", "/") / "__init__.py"
-    assert ast.get_docstring(ast.parse(path.read_text(encoding="utf-8")))
+    assert ast.get_docstring(ast.parse((ROOT / path).read_text(encoding="utf-8")))

@@ -8,7 +8,8 @@ from collections import Counter
 import pytest
 
 from gitmesh.errors import GitmeshError
-from gitmesh.run.shards import Membership, owner
+from gitmesh.reconcile.rendezvous import owner
+from gitmesh.run.shards import Membership
 
 REMOTES = [f"remote-{i:04d}" for i in range(1000)]
 
