@@ -66,15 +66,15 @@ def sample(action: argparse.Action) -> tuple[str, Any]:
     kind = getattr(action.type, "__qualname__", "")
     if isinstance(action, argparse._StoreTrueAction):
         return "true", True
-    if "_duration" in kind:
+    if "duration_arg" in kind:
         return "7m", 420.0
-    if "_positive_int" in kind:
+    if "positive_int" in kind:
         return "3", 3
-    if "_size" in kind:
+    if "size_arg" in kind:
         return "2Mi", 2 * 1024 * 1024
-    if "_listen" in kind:
+    if "listen_arg" in kind:
         return "127.0.0.1:1", ("127.0.0.1", 1)
-    if "_one_of" in kind:
+    if "one_of" in kind:
         word = {"--log-format": "text", "--log-level": "debug"}[action.option_strings[0]]
         return word, word
     if action.type is Path:

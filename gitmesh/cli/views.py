@@ -1,0 +1,117 @@
+"""What the commands print for people: problems (text, GitHub annotations, JSON), the
+progress line, the pass summary and the status table."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from gitmesh.errors import Problem
+from gitmesh.status.results import PassResult
+
+
+def _escape_data(text: str) -> str:
+    """A workflow command's message, escaped as GitHub's toolkit does (`escapeData`)."""
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_property(text: str) -> str:
+    """A workflow command's property value, escaped as GitHub's toolkit does
+    (`escapeProperty`): a file name can hold none of these unescaped."""
+    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def repo_prefix(root: Path) -> str:
+    """Where `root` is inside the git work tree that holds it ('' at the top, or outside
+    one), so that annotations name files as the diff does in a monorepo."""
+    here = root.resolve()
+    for top in (here, *here.parents):
+        if (top / ".git").exists():
+            rel = here.relative_to(top).as_posix()
+            return "" if rel == "." else rel + "/"
+    return ""
+
+
+def print_problems(problems: Sequence[Problem], fmt: str, *, prefix: str = "") -> None:
+    if fmt == "json":
+        rows = [
+            {"file": p.file, "line": p.line, "col": p.col, "field": p.field, "message": p.message}
+            for p in problems
+        ]
+        print(json.dumps({"valid": not problems, "problems": rows}, indent=2))
+        return
+    for p in problems:
+        if fmt == "github":
+            file, title = _escape_property(prefix + p.file), _escape_property(p.field or "gitmesh")
+            message = _escape_data(p.message)
+            print(f"::error file={file},line={p.line},col={p.col},title={title}::{message}")
+        else:
+            print(p)
+
+
+def progress_line() -> Callable[[int, int], None]:
+    """`  12/1000 remotes` rewritten in place on a terminal, ended by a newline."""
+
+    def show(done: int, total: int) -> None:
+        end = "\n" if done == total else ""
+        print(f"\r  {done}/{total} remotes", end=end, file=sys.stderr, flush=True)
+
+    return show
+
+
+def color() -> bool:
+    """Colour on a terminal, unless NO_COLOR is set (https://no-color.org)."""
+    return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+
+
+def summary(result: PassResult) -> None:
+    """A short account of the pass on stdout: one line per remote, then the totals."""
+    rows = []
+    for name, res in sorted(result.remotes.items()):
+        report = res.report
+        counts = [
+            sum(getattr(c, f) for c in report.components) for f in ("created", "patched", "deleted")
+        ]
+        done = ", ".join(
+            f"{n} {w}" for n, w in zip(counts, ("created", "patched", "deleted"), strict=True) if n
+        )
+        if report.state in ("Removed",):
+            done = f"{result.report.pruned.get(name, 0)} deleted"
+        detail = report.message if report.state not in ("Available", "Removed") else done
+        rows.append((name, report.state, detail or "no changes"))
+    width = max((len(r[0]) for r in rows), default=0)
+    for name, state, detail in rows:
+        print(f"{name:<{width}}  {state:<16} {detail}")
+    states: dict[str, int] = {}
+    for _, state, _ in rows:
+        states[state] = states.get(state, 0) + 1
+    tally = ", ".join(f"{n} {s}" for s, n in sorted(states.items())) or "no remotes"
+    print(f"{len(rows)} remote(s): {tally}")
+
+
+def status_table(rows: list[dict[str, Any]], head: str) -> None:
+    header = ("REMOTE", "STATE", "SINCE", "APPLIED", "SYNC", "ENDPOINTS")
+    table = [header] + [
+        (
+            r["remote"],
+            r["state"],
+            r.get("since", ""),
+            r["lastAppliedRevision"][:12] or "-",
+            "OutOfSync" if r["outOfSync"] else "Synced",
+            str(r.get("endpoints", "-")),
+        )
+        for r in rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        print("   ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    print(f"\nsource revision {head[:12]}")
+    for r in rows:
+        if r.get("message") and r["state"] != "Available":
+            print(f"{r['remote']}: {r['message']}")
+        for warning in r.get("warnings") or ():
+            print(f"{r['remote']}: warning: {warning}")
