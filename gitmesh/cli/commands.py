@@ -24,7 +24,7 @@ from gitmesh.cli.views import (
     summary,
 )
 from gitmesh.errors import Forbidden, GitmeshError
-from gitmesh.settings import Settings
+from gitmesh.settings import RunSettings, Settings
 from gitmesh.specs import meshrepo, schema
 from gitmesh.status.results import PassResult
 
@@ -219,7 +219,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     logs.setup(fmt=args.log_format, level=args.log_level)
     secret_env = args.webhook_secret_env
     secret = os.environ.get(secret_env, "").encode() if secret_env else b""
-    run_settings = runner.RunSettings(
+    run_settings = RunSettings(
         interval=args.interval,
         resync=args.resync,
         listen=args.listen,

@@ -5,7 +5,7 @@ fetches and chooses remotes its own way, then commits here) and the demo call it
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from gitmesh import logs, specs
 from gitmesh.source import Source
@@ -39,6 +39,20 @@ def commit(branch: StatusBranch, report: PassReport) -> str | None:
     else:
         logs.get().info("status unchanged", extra=revision)
     return sha
+
+
+def commit_endpoints(
+    branch: StatusBranch, snapshots: Mapping[str, Mapping[str, tuple[str, ...]]], revision: str
+) -> str | None:
+    """Commit endpoint snapshots the hot path took since the last commit (by remote)."""
+    return branch.write(
+        lambda current: reports.render_endpoints(snapshots, current),
+        lambda changes: (
+            f"gitmesh endpoints at {revision[:12]}: "
+            + ", ".join(sorted({p.split("/", 1)[1].rsplit(".", 1)[0] for p in changes}))
+            + "\n"
+        ),
+    )
 
 
 def once(

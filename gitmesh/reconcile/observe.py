@@ -4,6 +4,8 @@ kind, all at once)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Executor, wait
@@ -157,3 +159,20 @@ def observe_remote(
                 continue  # a controller's mirror of gitmesh's Endpoints, carrying its labels
             by_component.setdefault(labels.get(resources.COMPONENT, ""), []).append(obj)
     return Observed(by_component, namespaces, kinds)
+
+
+def digest(state: render.Central) -> str:
+    """A digest of the central inputs a pass reads (Services, the CA, the primary): when
+    it moves, every remote is reconciled."""
+    data = json.dumps(
+        {
+            "services": {
+                n: [dict(s.selector), list(s.ports)] for n, s in sorted(state.services.items())
+            },
+            "ca": dict(state.ca_data or {}),
+            "primary": [state.gateway_address, state.root_cert],
+        },
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(data.encode()).hexdigest()

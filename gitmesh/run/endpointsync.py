@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from gitmesh import errors, logs, render, resources
@@ -217,3 +217,33 @@ class EndpointSync:
                     self.on_change(self.snapshot(), pending)
                 except Exception:  # the watch must outlive a failing callback
                     logs.get().exception("updating endpoints failed")
+
+
+class PendingEndpoints:
+    """Endpoint snapshots the hot path took that no status commit holds yet, by remote."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: dict[str, Mapping[str, tuple[str, ...]]] = {}
+
+    def took(self, name: str, snapshot: Mapping[str, tuple[str, ...]]) -> None:
+        """The hot path wrote `name`'s Endpoints."""
+        with self._lock:
+            self._pending[name] = snapshot
+
+    def committed(self, names: Iterable[str]) -> None:
+        """A pass's status commit holds these remotes' snapshots."""
+        with self._lock:
+            for name in names:
+                self._pending.pop(name, None)
+
+    def take(self) -> dict[str, Mapping[str, tuple[str, ...]]]:
+        """Everything pending, now no longer pending."""
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        return pending
+
+    def restore(self, pending: Mapping[str, Mapping[str, tuple[str, ...]]]) -> None:
+        """A commit of `pending` failed: pending again, under newer snapshots."""
+        with self._lock:
+            self._pending = {**pending, **self._pending}

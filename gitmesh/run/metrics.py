@@ -3,7 +3,13 @@ their own so that tests and several runners in one process do not collide."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from gitmesh import plan
+from gitmesh.status.results import PassResult
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
@@ -78,3 +84,28 @@ class Metrics:
         self.shard_members = Gauge(
             "gitmesh_shard_members", "live replicas of the shard group, as seen", registry=r
         )
+
+    def record(self, result: PassResult, desired: dict[str, Mapping[plan.Ref, str]]) -> None:
+        """Count what a pass did; `desired` holds each remote's desired-object digests at
+        its last pass (a patch to an unchanged one undid drift), updated here."""
+        m = self
+        for name, res in result.remotes.items():
+            report = res.report
+            for comp in report.components:
+                m.pass_duration.labels(name, comp.name).observe(comp.seconds)
+                for action in ("created", "patched", "deleted"):
+                    n = getattr(comp, action)
+                    if n:
+                        m.objects.labels(name, action).inc(n)
+            before = desired.get(name, {})
+            for item in res.items:
+                if item.action != "patch" or item.ref not in res.desired:
+                    continue
+                same = before.get(item.ref) == res.desired[item.ref]
+                (m.drift if same else m.changes).labels(name).inc()
+            if res.desired:
+                desired[name] = res.desired
+            m.pass_duration.labels(name, "all").observe(sum(c.seconds for c in report.components))
+            m.remote_available.labels(name).set(1 if report.state == "Available" else 0)
+            if report.state == "Available":
+                m.last_success.labels(name).set(time.time())

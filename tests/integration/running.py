@@ -18,8 +18,8 @@ from typing import Any
 
 from gitmesh.cluster import Cluster
 from gitmesh.localkube.apiserver import free_port
-from gitmesh.run.runner import Runner, RunSettings
-from gitmesh.settings import Settings
+from gitmesh.run.runner import Runner
+from gitmesh.settings import RunSettings, Settings
 from gitmesh.source import Source
 from gitmesh.source.gitrepo import Auth
 from tests.integration.conftest import World

@@ -19,8 +19,9 @@ import yaml
 from gitmesh import cli
 from gitmesh.cluster import Cluster
 from gitmesh.errors import SourceError
-from gitmesh.run.runner import Runner, RunSettings, _serve
-from gitmesh.settings import Settings
+from gitmesh.run.http import serve
+from gitmesh.run.runner import Runner
+from gitmesh.settings import RunSettings, Settings
 from gitmesh.source import Source
 from gitmesh.source.gitrepo import Auth, Cache
 from gitmesh.testing import sandbox
@@ -452,7 +453,12 @@ def http_server(world: World, tmp_path: Path) -> Any:
             listen=("127.0.0.1", 0), hook_secret=b"s", http_timeout=1.0, http_workers=4
         ),
     )
-    server = _serve(runner, ("127.0.0.1", 0), workers=runner.run_settings.http_workers)
+    server = serve(
+        runner,
+        ("127.0.0.1", 0),
+        workers=runner.run_settings.http_workers,
+        timeout=runner.run_settings.http_timeout,
+    )
     yield server
     server.shutdown()
     server.server_close()
@@ -468,7 +474,12 @@ def test_readyz_reports_a_wedged_worker(world: World, tmp_path: Path) -> None:
         settings=Settings(remote_timeout=1.0),
         run=RunSettings(listen=("127.0.0.1", 0)),
     )
-    server = _serve(runner, ("127.0.0.1", 0), workers=runner.run_settings.http_workers)
+    server = serve(
+        runner,
+        ("127.0.0.1", 0),
+        workers=runner.run_settings.http_workers,
+        timeout=runner.run_settings.http_timeout,
+    )
     try:
         runner.pass_started = time.monotonic() - 10.0  # a pass in flight for 10 s: fine
         assert runner.wedged() is None
