@@ -1,0 +1,80 @@
+"""What reaches the client from a kubeconfig and from an API server's answers: the
+client's configuration (a malformed kubeconfig is a CredentialsError holding no secret),
+decoded JSON, and a Status as the `ClusterError` tree, its message cut before it travels."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import kubernetes
+
+from gitmesh import errors
+
+
+def status_error(e: kubernetes.client.ApiException, what: str) -> errors.ClusterError:
+    reason, message = "", str(e.reason or "")
+    causes = ""
+    try:
+        body = json.loads(e.body or "{}")
+        reason = body.get("reason", "")
+        message = body.get("message", message)
+        causes = " ".join(
+            c.get("message", "") for c in (body.get("details") or {}).get("causes") or []
+        )
+    except (ValueError, AttributeError):
+        pass
+    text = f"{what}: {message}"
+    code = int(e.status or 0)
+    if code == 404:
+        return errors.NotFound(text, status=code, reason=reason)
+    if code == 409:
+        return errors.Conflict(text, status=code, reason=reason or "Conflict")
+    if code == 422:
+        return errors.Invalid(f"{text} {causes}".strip(), status=code, reason=reason)
+    if code in (401, 403):
+        return errors.Forbidden(text, status=code, reason=reason)
+    if code == 429 or code >= 500:
+        return errors.Unavailable(text, status=code, reason=reason)
+    return errors.ClusterError(text, status=code, reason=reason)
+
+
+def decode(resp: Any, what: str) -> Any:
+    data = resp.data
+    if not data:
+        return None
+    try:
+        return json.loads(data)
+    except ValueError:
+        ctype = resp.headers.get("Content-Type", "no content type") if resp.headers else ""
+        raise errors.ClusterError(
+            f"{what}: the server answered {resp.status} with a body that is not JSON ({ctype}); "
+            "is this a Kubernetes API server?"
+        ) from None
+
+
+def configuration(
+    name: str, kubeconfig: Mapping[str, Any] | Path | None, context: str | None
+) -> kubernetes.client.Configuration:
+    """The client's configuration from a kubeconfig (a dict, a file, or None: in-cluster);
+    whatever the loader raises becomes a CredentialsError holding no secret."""
+    config = kubernetes.client.Configuration()
+    try:
+        if kubeconfig is None:
+            kubernetes.config.load_incluster_config(client_configuration=config)
+        elif isinstance(kubeconfig, Path):
+            kubernetes.config.load_kube_config(
+                config_file=str(kubeconfig), context=context, client_configuration=config
+            )
+        else:
+            kubernetes.config.load_kube_config_from_dict(
+                dict(kubeconfig), context=context, client_configuration=config
+            )
+    except Exception as e:  # the loader raises whatever a malformed kubeconfig triggers
+        raise errors.CredentialsError(
+            f"cannot use the kubeconfig of {name}: {type(e).__name__}: "
+            f"{errors.cut(errors.scrub(str(e)), 160)}"
+        ) from None
+    return config
