@@ -249,8 +249,6 @@ def injection(namespaces: Sequence[str], observed: Iterable[Obj]) -> tuple[list[
 # On a namespace gitmesh does not own, the label keys it set there (comma-separated), so
 # that it can take back exactly those.
 LABELS_ANNOTATION = "gitmesh.io/namespace-labels"
-
-
 ANNOTATIONS_ANNOTATION = "gitmesh.io/namespace-annotations"
 
 

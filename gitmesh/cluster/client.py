@@ -45,22 +45,12 @@ from gitmesh.cluster.transport import (
 from gitmesh.resources import Obj, Resource
 
 CONNECT_TIMEOUT = 10.0
-
-
 USER_AGENT = f"gitmesh/{__version__}"
-
-
 POOL_SIZE = 16
-
-
 # The largest answer read: a page of 500 of gitmesh's objects, or of namespaces, is far
 # below it (an object is at most 1.5 MiB in etcd, and gitmesh's are a few KiB).
 MAX_RESPONSE = 16 * 1024 * 1024
-
-
 JSON_PATCH = "application/json-patch+json"
-
-
 MERGE_PATCH = "application/merge-patch+json"
 
 

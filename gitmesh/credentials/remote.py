@@ -91,11 +91,7 @@ def failed(name: str, e: BaseException, config: Mapping[str, Any] | None = None)
 # A remote server's identity, by address, for a while: a no-op pass sends no extra read,
 # and an address that comes to reach central is caught within IDENTITY_TTL.
 IDENTITY_TTL = 300.0
-
-
 _identities: dict[str, tuple[float, str | None]] = {}
-
-
 _identities_lock = threading.Lock()
 
 

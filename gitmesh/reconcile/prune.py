@@ -107,8 +107,6 @@ def prune_remote(
 
 # What Kubernetes itself puts in every namespace, and records about objects (events).
 _SYSTEM_OBJECTS = {("ServiceAccount", "default"), ("ConfigMap", "kube-root-ca.crt")}
-
-
 _RECORDS = {"Event"}
 
 

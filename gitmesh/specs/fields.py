@@ -21,7 +21,6 @@ from gitmesh import quantity as quantities
 from gitmesh import selectors
 
 OWNED_LABEL_PREFIXES = ("gitmesh.io/", "app.kubernetes.io/managed-by")
-
 # Full matches only: `$` would also match before a trailing newline ("x\n").
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
@@ -115,32 +114,14 @@ def owned_label_keys(labels: dict[str, str]) -> dict[str, str]:
 
 
 DnsLabel = Annotated[str, AfterValidator(dns_label)]
-
-
 DnsSubdomain = Annotated[str, AfterValidator(dns_subdomain)]
-
-
 Quantity = Annotated[str | int | float, AfterValidator(quantity)]
-
-
 Image = Annotated[str, AfterValidator(image)]
-
-
 Replicas = Annotated[int, Field(ge=0, le=1000)]
-
-
 LabelSelector = Annotated[str, AfterValidator(label_selector)]
-
-
 IPAddress = Annotated[str, AfterValidator(ip_address)]
-
-
 IPRanges = Annotated[str, AfterValidator(ip_ranges)]
-
-
 Labels = Annotated[dict[str, str], AfterValidator(owned_label_keys)]
-
-
 Port = Annotated[int, Field(ge=1, le=65535)]
 
 

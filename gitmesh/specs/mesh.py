@@ -78,11 +78,7 @@ class Central(Strict):
 
 
 IstioVersion = Literal["1.0", "1.1"]
-
-
 SUPPORTED_VERSIONS: tuple[str, ...] = ("1.0", "1.1")
-
-
 _TAG_VERSION = re.compile(r"v?(\d+)\.(\d+)(?:[.-]|$)")
 
 
