@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from typing import Any
 
-from gitmesh import logs, plan, render, resources, selectors, specs
+from gitmesh import logs, plan, render, resources, specs
 from gitmesh.cluster import Cluster
 from gitmesh.credentials.remote import Connect, connected, credentials, failed
 from gitmesh.reconcile.apply import Applier
@@ -23,16 +23,11 @@ def affected_remotes(
 ) -> list[str]:
     """The remotes with an enabled service whose pods are among the changed label sets."""
     label_sets = list(changed)
-    out = []
-    for name, spec in sorted(repo.remotes.items()):
-        if not isinstance(spec, specs.RemoteIstio):
-            continue
-        for entry in spec.spec.enabled_services:
-            reqs = render.selector_of(entry, state)
-            if reqs is not None and any(selectors.matches(reqs, labels) for labels in label_sets):
-                out.append(name)
-                break
-    return out
+    return [
+        name
+        for name, spec in sorted(repo.remotes.items())
+        if render.follows(spec, state, label_sets)
+    ]
 
 
 def endpoints_only(
@@ -52,12 +47,11 @@ def endpoints_only(
     mesh = repo.mesh
     if mesh is None:
         return {}
-    istio = {n: s for n, s in repo.remotes.items() if isinstance(s, specs.RemoteIstio)}
     jobs: dict[str, Callable[[], RemoteResult]] = {
         name: partial(
             _endpoints,
             name,
-            istio[name],
+            repo.remotes[name],
             mesh=mesh,
             state=state,
             central=central,
@@ -66,14 +60,14 @@ def endpoints_only(
             config=(configs or {}).get(name),
         )
         for name in names
-        if name in istio
+        if name in repo.remotes and render.needs(repo.remotes[name]).central_pods
     }
     return each_remote(jobs, settings=settings, guard=guard, prefix="endpoints")
 
 
 def _endpoints(
     name: str,
-    spec: specs.RemoteIstio,
+    spec: specs.Remote,
     *,
     mesh: specs.Mesh,
     state: render.Central,
@@ -82,7 +76,10 @@ def _endpoints(
     settings: Settings,
     config: Mapping[str, Any] | None = None,
 ) -> RemoteResult:
-    comp, snapshot = render.endpoints(spec, mesh, state)
+    found = render.endpoints(spec, mesh, state)
+    if found is None:  # a model whose Endpoints follow no central pods
+        return RemoteResult(RemoteReport(name, "Available"))
+    comp, snapshot = found
     if comp.error:
         return RemoteResult(
             RemoteReport(name, "ReconcileFailed", message=comp.error, error=comp.error)

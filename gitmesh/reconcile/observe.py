@@ -61,9 +61,7 @@ def observe_central(
         pods_error = pods_error or f"cannot read the central services: {e}"
     ca_data = None
     ca_error = None
-    if any(
-        isinstance(r, specs.RemoteIstio) and r.spec.citadel.ca_secret_name is None for r in remotes
-    ):
+    if any(render.needs(r).central_ca for r in remotes):
         where = f"the central CA secret {ns}/{mesh.central.ca_secret_name}"
         try:
             secret = central.get(resources.SECRET, ns, mesh.central.ca_secret_name)
@@ -76,7 +74,7 @@ def observe_central(
         except ca.CAError as e:
             ca_error = f"{where} {e}"
     seen = primary.Observed()
-    if any(isinstance(r, specs.IstiodRemote) for r in remotes):
+    if any(render.needs(r).primary for r in remotes):
         seen = primary.observe(central, mesh)
     return render.Central(
         pods=pods,

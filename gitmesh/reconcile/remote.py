@@ -9,6 +9,7 @@ import hashlib
 import json
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
+from dataclasses import dataclass, field
 from typing import Any
 
 from gitmesh import errors, kubeconfigs, logs, plan, render, resources, specs
@@ -30,6 +31,16 @@ from gitmesh.status.reports import ComponentReport, RemoteReport
 from gitmesh.status.results import RemoteResult
 
 
+@dataclass(slots=True)
+class _Outcome:
+    """What one remote's pass has come to so far: a report per component, the items
+    planned, and the first failure (after which later components are skipped)."""
+
+    reports: list[ComponentReport] = field(default_factory=list)
+    items: list[plan.Item] = field(default_factory=list)
+    failure: str | None = None
+
+
 def reconcile_remote(
     name: str,
     spec: specs.Remote,
@@ -47,10 +58,10 @@ def reconcile_remote(
     `interrupted()`, asked before each component, says why to stop there (or None)."""
     log = logs.get()
     ctx = {"remote": name, "revision": revision[:12]}
-    planning = settings.plan_only
-    log.debug("planning remote" if planning else "reconciling remote", extra=ctx)
+    log.debug("planning remote" if settings.plan_only else "reconciling remote", extra=ctx)
     namespace = settings.namespace or mesh.namespace
     config: Mapping[str, Any] | None = None
+    out = _Outcome()
     try:
         config, secret = credentials(name, central, namespace, settings)
         with connected(connect, name, config, settings, central) as remote:
@@ -65,139 +76,203 @@ def reconcile_remote(
                 webhook_api=observed.kinds[resources.WEBHOOK.kind].api_version,
             )
             applier = Applier(remote, name, settings, observed.kinds)
-            reports: list[ComponentReport] = []
-            unsafe = tuple(kubeconfigs.warnings(config, name))
-            if unsafe:
-                for warning in unsafe:
-                    log.warning(warning, extra={**ctx, "component": "credentials"})
-                reports.append(ComponentReport("credentials", "Ready", warnings=unsafe))
-            all_items: list[plan.Item] = []
-            failure: str | None = None
-            for comp in rendered.components:
-                if failure is None and interrupted is not None:
-                    failure = interrupted()
-                if failure is not None:
-                    reports.append(ComponentReport(comp.name, "Skipped"))
-                    continue
-                log.debug("reconciling", extra={**ctx, "component": comp.name})
-                if comp.error:
-                    failure = comp.error
-                    reports.append(ComponentReport(comp.name, "Failed", error=comp.error))
-                    log.error(
-                        "component failed",
-                        extra={**ctx, "component": comp.name, "error": comp.error},
-                    )
-                    continue
-                items = component_items(comp, observed, rendered.namespace)
-                all_items += items
-                try:
-                    reports.append(apply_component(applier, comp, items))
-                    log.debug("reconciled", extra={**ctx, "component": comp.name})
-                except errors.ClusterError as e:
-                    failure = str(e)
-                    reports.append(ComponentReport(comp.name, "Failed", error=failure))
-                    log.error(
-                        "component failed", extra={**ctx, "component": comp.name, "error": failure}
-                    )
-            # Objects labelled with a component this remote's model does not render.
-            rendered_names = {c.name for c in rendered.components}
-            stray = plan.component(
-                "stray",
-                [],
-                [
-                    o
-                    for comp_name, objs in observed.by_component.items()
-                    if comp_name not in rendered_names
-                    for o in objs
-                ],
+            _credential_warnings(out, config, ctx)
+            _components(
+                out,
+                rendered,
+                observed=observed,
+                applier=applier,
+                interrupted=interrupted,
+                ctx=ctx,
             )
-            all_items += stray
-            if failure is None and not settings.plan_only and stray:
-                try:
-                    for item in stray:
-                        applier.apply(item, None)
-                    # Another model's objects, or a component gitmesh no longer has.
-                    reports.append(ComponentReport("stray", "Ready", deleted=len(stray)))
-                except errors.ClusterError as e:
-                    failure = str(e)
-            if failure is None and isinstance(spec, specs.IstiodRemote):
-                try:
-                    item = primary.remote_secret(
-                        name,
-                        remote=remote,
-                        remote_config=config,
-                        remote_namespace=rendered.namespace,
-                        server=spec.spec.server,
-                        central=central,
-                        namespace=mesh.namespace,
-                        plan_only=settings.plan_only,
-                        dry_run=settings.dry_run,
-                        now=datetime.datetime.now(datetime.UTC),
-                    )
-                    all_items.append(item)
-                    done = "" if settings.plan_only else item.action
-                    server = spec.spec.server or kubeconfigs.endpoint(config)[0]
-                    warnings = tuple(primary.server_warnings(server, name))
-                    for warning in warnings:
-                        log.warning(warning, extra={**ctx, "component": primary.COMPONENT})
-                    reports.append(
-                        ComponentReport(
-                            primary.COMPONENT,
-                            "Ready",
-                            warnings=warnings,
-                            objects=1,
-                            created=int(done == "create"),
-                            patched=int(done == "patch"),
-                        )
-                    )
-                except errors.ClusterError as e:
-                    failure = f"the primary's remote Secret: {e}"
-                    reports.append(ComponentReport(primary.COMPONENT, "Failed", error=failure))
+            _strays(out, rendered, observed, applier)
+            needs = render.needs(spec)
+            if out.failure is None and needs.primary:
+                step = _Primary(name, remote, config, rendered.namespace, needs.primary_server)
+                _primary_secret(out, step, central=central, mesh=mesh, settings=settings, ctx=ctx)
     except Exception as e:  # one remote's failure, whatever it is, is that remote's alone
         message = failed(name, e, config)
-        log.error(
-            "cannot plan remote" if planning else "remote failed",
-            extra={**ctx, "status": "ReconcileFailed", "error": message},
-        )
+        _log_failure(settings, ctx, message)
         return RemoteResult(RemoteReport(name, "ReconcileFailed", message=message, error=message))
-    if failure is not None:
-        failure = errors.one_line(failure, kubeconfigs.secrets(config) if config else ())
-        log.error(
-            "cannot plan remote" if planning else "remote failed",
-            extra={**ctx, "status": "ReconcileFailed", "error": failure},
-        )
-        # The snapshot says what the remote has: only when its Endpoints were applied.
-        applied = any(r.name == "services" and r.state == "Ready" for r in reports)
-        return RemoteResult(
-            RemoteReport(
-                name,
-                "ReconcileFailed",
-                message=failure,
-                components=tuple(reports),
-                error=failure,
-                endpoints=rendered.endpoints if applied else None,
-            ),
-            tuple(all_items),
+    if out.failure is not None:
+        return _failed_result(
+            name, out, rendered=rendered, config=config, settings=settings, ctx=ctx
         )
     if settings.plan_only:
         log.debug("planned remote", extra=ctx)
         return RemoteResult(
-            RemoteReport(name, "Planned", components=tuple(reports), endpoints=rendered.endpoints),
-            tuple(all_items),
+            RemoteReport(
+                name, "Planned", components=tuple(out.reports), endpoints=rendered.endpoints
+            ),
+            tuple(out.items),
         )
     if secret is not None and not settings.dry_run:
         # Only central's pilot (1.0/1.1) reads gitmesh's own Secret: an istiod primary
         # reads istio-remote-secret-<name>, and given both it may pick gitmesh's token.
-        set_multicluster(central, secret, isinstance(spec, specs.RemoteIstio))
+        set_multicluster(central, secret, needs.pilot_reads_kubeconfig)
     counts = {
-        f"objects{f.title()}": sum(getattr(r, f) for r in reports)
+        f"objects{f.title()}": sum(getattr(r, f) for r in out.reports)
         for f in ("created", "patched", "deleted")
     }
     log.info("remote reconciled", extra={**ctx, "status": "Available", **counts})
     return RemoteResult(
-        RemoteReport(name, "Available", components=tuple(reports), endpoints=rendered.endpoints),
-        tuple(all_items),
+        RemoteReport(
+            name, "Available", components=tuple(out.reports), endpoints=rendered.endpoints
+        ),
+        tuple(out.items),
         desired=_digests(rendered) if settings.desired_digests else {},
+    )
+
+
+def _log_failure(settings: Settings, ctx: Mapping[str, str], message: str) -> None:
+    logs.get().error(
+        "cannot plan remote" if settings.plan_only else "remote failed",
+        extra={**ctx, "status": "ReconcileFailed", "error": message},
+    )
+
+
+def _failed_result(
+    name: str,
+    out: _Outcome,
+    *,
+    rendered: render.Rendered,
+    config: Mapping[str, Any],
+    settings: Settings,
+    ctx: Mapping[str, str],
+) -> RemoteResult:
+    failure = errors.one_line(out.failure or "", kubeconfigs.secrets(config))
+    _log_failure(settings, ctx, failure)
+    # The snapshot says what the remote has: only when its Endpoints were applied.
+    applied = any(r.name == "services" and r.state == "Ready" for r in out.reports)
+    return RemoteResult(
+        RemoteReport(
+            name,
+            "ReconcileFailed",
+            message=failure,
+            components=tuple(out.reports),
+            error=failure,
+            endpoints=rendered.endpoints if applied else None,
+        ),
+        tuple(out.items),
+    )
+
+
+def _credential_warnings(out: _Outcome, config: Mapping[str, Any], ctx: Mapping[str, str]) -> None:
+    """A kubeconfig that works but is unsafe (no TLS verification...): warned, and kept
+    in the status as the `credentials` component's warnings."""
+    unsafe = tuple(kubeconfigs.warnings(config, ctx["remote"]))
+    for warning in unsafe:
+        logs.get().warning(warning, extra={**ctx, "component": "credentials"})
+    if unsafe:
+        out.reports.append(ComponentReport("credentials", "Ready", warnings=unsafe))
+
+
+def _components(
+    out: _Outcome,
+    rendered: render.Rendered,
+    *,
+    observed: Observed,
+    applier: Applier,
+    interrupted: Callable[[], str | None] | None,
+    ctx: Mapping[str, str],
+) -> None:
+    """Plan and apply each component in order; after a failure, the rest are Skipped."""
+    log = logs.get()
+    for comp in rendered.components:
+        if out.failure is None and interrupted is not None:
+            out.failure = interrupted()
+        if out.failure is not None:
+            out.reports.append(ComponentReport(comp.name, "Skipped"))
+            continue
+        log.debug("reconciling", extra={**ctx, "component": comp.name})
+        failure = comp.error
+        if failure is None:
+            items = component_items(comp, observed, rendered.namespace)
+            out.items += items
+            try:
+                out.reports.append(apply_component(applier, comp, items))
+                log.debug("reconciled", extra={**ctx, "component": comp.name})
+                continue
+            except errors.ClusterError as e:
+                failure = str(e)
+        out.failure = failure
+        out.reports.append(ComponentReport(comp.name, "Failed", error=failure))
+        log.error("component failed", extra={**ctx, "component": comp.name, "error": failure})
+
+
+def _strays(out: _Outcome, rendered: render.Rendered, observed: Observed, applier: Applier) -> None:
+    """Objects labelled with a component this remote's model does not render (another
+    model's, or a component gitmesh no longer has): deleted once the rest applied."""
+    rendered_names = {c.name for c in rendered.components}
+    stray = plan.component(
+        "stray",
+        [],
+        [o for c, objs in observed.by_component.items() if c not in rendered_names for o in objs],
+    )
+    out.items += stray
+    if out.failure is not None or applier.settings.plan_only or not stray:
+        return
+    try:
+        for item in stray:
+            applier.apply(item, None)
+        out.reports.append(ComponentReport("stray", "Ready", deleted=len(stray)))
+    except errors.ClusterError as e:
+        out.failure = str(e)
+
+
+@dataclass(frozen=True, slots=True)
+class _Primary:
+    """The remote as the istiod primary's remote Secret names it."""
+
+    name: str
+    remote: Cluster
+    config: Mapping[str, Any]
+    namespace: str  # the remote's Istio namespace
+    server: str | None  # the address the primary reaches it at (None: the kubeconfig's)
+
+
+def _primary_secret(
+    out: _Outcome,
+    step: _Primary,
+    *,
+    central: Cluster,
+    mesh: specs.Mesh,
+    settings: Settings,
+    ctx: Mapping[str, str],
+) -> None:
+    """The istiod primary's remote Secret for this remote, on central (an IstiodRemote)."""
+    try:
+        item = primary.remote_secret(
+            step.name,
+            remote=step.remote,
+            remote_config=step.config,
+            remote_namespace=step.namespace,
+            server=step.server,
+            central=central,
+            namespace=mesh.namespace,
+            plan_only=settings.plan_only,
+            dry_run=settings.dry_run,
+            now=datetime.datetime.now(datetime.UTC),
+        )
+    except errors.ClusterError as e:
+        out.failure = f"the primary's remote Secret: {e}"
+        out.reports.append(ComponentReport(primary.COMPONENT, "Failed", error=out.failure))
+        return
+    out.items.append(item)
+    done = "" if settings.plan_only else item.action
+    server = step.server or kubeconfigs.endpoint(step.config)[0]
+    warnings = tuple(primary.server_warnings(server, step.name))
+    for warning in warnings:
+        logs.get().warning(warning, extra={**ctx, "component": primary.COMPONENT})
+    out.reports.append(
+        ComponentReport(
+            primary.COMPONENT,
+            "Ready",
+            warnings=warnings,
+            objects=1,
+            created=int(done == "create"),
+            patched=int(done == "patch"),
+        )
     )
 
 
@@ -206,12 +281,7 @@ def _cacerts(
 ) -> Mapping[str, str] | None:
     """A RemoteIstio's intermediate CA: the one it has while that is still good, else a new
     one signed by the central CA. None when the spec brings its own or central has none."""
-    if (
-        not isinstance(spec, specs.RemoteIstio)
-        or spec.spec.citadel.ca_secret_name is not None
-        or central.ca_data is None
-        or central.ca_error
-    ):
+    if not render.needs(spec).central_ca or central.ca_data is None or central.ca_error:
         return None
     name = spec.metadata.name
     signer = ca.Signer.from_secret(central.ca_data)

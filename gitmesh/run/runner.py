@@ -37,7 +37,7 @@ from contextlib import contextmanager
 from apscheduler.schedulers.background import BackgroundScheduler
 from prometheus_client import generate_latest
 
-from gitmesh import errors, logs, plan, render, specs
+from gitmesh import errors, logs, plan, render
 from gitmesh.cluster import USER_AGENT, Cluster
 from gitmesh.reconcile import cycle, observe
 from gitmesh.reconcile.endpoints import affected_remotes, endpoints_only
@@ -336,7 +336,7 @@ class Runner:
         RemoteIstio mesh needs no watch on central Services, nor the permission)."""
         if self.gateway is not None or repo.mesh is None:
             return
-        if not any(isinstance(s, specs.IstiodRemote) for s in repo.remotes.values()):
+        if not any(render.needs(s).primary for s in repo.remotes.values()):
             return
         gateway = repo.mesh.primary.east_west_gateway
         self.gateway = GatewayWatch(self.central, repo.mesh.namespace, gateway, self.on_gateway)
@@ -347,7 +347,7 @@ class Runner:
         Endpoints hold its address), off the watch thread."""
         if not self.leader() or self.repo is None or self.snapshot is None:
             return
-        names = {n for n, s in self.repo.remotes.items() if isinstance(s, specs.IstiodRemote)}
+        names = {n for n, s in self.repo.remotes.items() if render.needs(s).primary}
         if names:
             snapshot, repo = self.snapshot, self.repo
             self.scheduler.add_job(

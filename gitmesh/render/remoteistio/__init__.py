@@ -19,9 +19,18 @@ from gitmesh.render.base import Central, Component, Rendered
 from gitmesh.render.remoteistio.citadel import citadel
 from gitmesh.render.remoteistio.context import CACERTS, CITADEL, INJECTOR, WEBHOOK_API, Ctx, common
 from gitmesh.render.remoteistio.injector import sidecarinjector
-from gitmesh.render.remoteistio.services import endpoints, selector_of, services
+from gitmesh.render.remoteistio.services import endpoints, follows, selector_of, services
 
-__all__ = ["CACERTS", "CITADEL", "INJECTOR", "WEBHOOK_API", "endpoints", "render", "selector_of"]
+__all__ = [
+    "CACERTS",
+    "CITADEL",
+    "INJECTOR",
+    "WEBHOOK_API",
+    "endpoints",
+    "follows",
+    "render",
+    "selector_of",
+]
 
 
 def render(

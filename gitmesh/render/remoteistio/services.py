@@ -5,7 +5,7 @@ endpoint snapshot the status branch keeps. Pure."""
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from gitmesh import selectors, specs
 from gitmesh.render.base import (
@@ -69,6 +69,17 @@ def selector_of(
     if found and found.selector:
         return selectors.from_match_labels(found.selector)
     return None
+
+
+def follows(
+    spec: specs.RemoteIstio, central: Central, changed: Sequence[Mapping[str, str]]
+) -> bool:
+    """Whether the remote's Endpoints follow pods with one of the `changed` label sets."""
+    for entry in spec.spec.enabled_services:
+        reqs = selector_of(entry, central)
+        if reqs is not None and any(selectors.matches(reqs, labels) for labels in changed):
+            return True
+    return False
 
 
 def services(ctx: Ctx) -> tuple[Component, Mapping[str, tuple[str, ...]] | None]:
