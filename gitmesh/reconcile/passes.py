@@ -114,32 +114,13 @@ def run_pass(
         raise errors.SpecError([p for p in repo.problems if p.file == meshrepo.MESH_FILE])
     mesh = repo.mesh
     namespace = settings.namespace or mesh.namespace
-    log = logs.get()
     central_state = observe_central(central, mesh, repo.remotes.values())
-    results: dict[str, RemoteResult] = {}
     mine = owns or (lambda name: True)
     chosen = {n: s for n, s in repo.remotes.items() if (only is None or n in only) and mine(n)}
-    for name, problems in repo.invalid.items():
-        if not mine(name):
-            continue
-        message = "; ".join(str(p) for p in problems)
-        log.error("invalid spec", extra={"remote": name, "error": message})
-        results[name] = RemoteResult(RemoteReport(name, "InvalidSpec", message=message))
-    writes = not (settings.plan_only or settings.dry_run)
-    known, _ = inventory.read(central, namespace)
-    if writes:  # before anything is applied, so that a pass that dies still knows them
-        inventory.update(central, namespace, add=chosen)
-    for name in sorted(set(chosen) - known.applied):
-        log.info("new remote", extra={"remote": name})
-    gone = sorted(known.applied - set(repo.remotes) - set(repo.invalid))
-    forgotten = _forgotten(gone, settings.forget)
-    _check_mass_prune([n for n in gone if n not in forgotten], known, mesh, settings)
-    if writes and gone:
-        inventory.update(central, namespace, remove=forgotten, pruning=gone)
-    forgotten = [name for name in forgotten if mine(name)]
-    for name in forgotten:
-        log.warning("forgotten: nothing was pruned", extra={"remote": name})
-    gone = [name for name in gone if mine(name) and name not in forgotten]
+    results = _invalid(repo, mine)
+    gone, forgotten = _departures(
+        repo, chosen, mesh=mesh, central=central, settings=settings, mine=mine
+    )
     # A remote's reads go out at once: threads enough for every remote in flight.
     reads = ThreadPoolExecutor(
         max_workers=max(1, settings.concurrency) * (len(resources.MANAGED) + 1),
@@ -170,11 +151,11 @@ def run_pass(
             each_remote(jobs, settings=settings, guard=guard, prefix="remote", progress=progress)
         )
     removed = [name for name in gone if results[name].report.state == "Removed"] + forgotten
-    if writes and removed:
+    if not (settings.plan_only or settings.dry_run) and removed:
         try:
             inventory.update(central, namespace, remove=removed)
         except errors.ClusterError as e:  # the next pass prunes them again, finding nothing
-            log.warning("cannot update the inventory", extra={"error": str(e)})
+            logs.get().warning("cannot update the inventory", extra={"error": str(e)})
     reports = {n: r.report for n, r in results.items() if r.report.state != "Removed"}
     pruned = {
         name: sum(1 for i in results[name].items if i.action == "delete")
@@ -186,6 +167,49 @@ def run_pass(
         results,
         central=central_state,
     )
+
+
+def _invalid(repo: meshrepo.Repo, mine: Callable[[str], bool]) -> dict[str, RemoteResult]:
+    """An InvalidSpec result for each remote whose file does not parse (left alone)."""
+    results = {}
+    for name, problems in repo.invalid.items():
+        if not mine(name):
+            continue
+        message = "; ".join(str(p) for p in problems)
+        logs.get().error("invalid spec", extra={"remote": name, "error": message})
+        results[name] = RemoteResult(RemoteReport(name, "InvalidSpec", message=message))
+    return results
+
+
+def _departures(
+    repo: meshrepo.Repo,
+    chosen: Mapping[str, specs.Remote],
+    *,
+    mesh: specs.Mesh,
+    central: Cluster,
+    settings: Settings,
+    mine: Callable[[str], bool],
+) -> tuple[list[str], list[str]]:
+    """The remotes gitmesh applied to whose spec left the repository, to prune, and those
+    `--forget` lets go of; the inventory on central updated first (a pass that dies still
+    knows them), a mass prune refused before anything is applied."""
+    namespace = settings.namespace or mesh.namespace
+    log = logs.get()
+    writes = not (settings.plan_only or settings.dry_run)
+    known, _ = inventory.read(central, namespace)
+    if writes:
+        inventory.update(central, namespace, add=chosen)
+    for name in sorted(set(chosen) - known.applied):
+        log.info("new remote", extra={"remote": name})
+    gone = sorted(known.applied - set(repo.remotes) - set(repo.invalid))
+    forgotten = _forgotten(gone, settings.forget)
+    _check_mass_prune([n for n in gone if n not in forgotten], known, mesh, settings)
+    if writes and gone:
+        inventory.update(central, namespace, remove=forgotten, pruning=gone)
+    forgotten = [name for name in forgotten if mine(name)]
+    for name in forgotten:
+        log.warning("forgotten: nothing was pruned", extra={"remote": name})
+    return [name for name in gone if mine(name) and name not in forgotten], forgotten
 
 
 def _interruption(

@@ -58,24 +58,7 @@ def prune_remote(
             ]
             observed = observe_remote(remote, name, sorted({mesh_namespace, *labelled}))
             applier = Applier(remote, name, settings, observed.kinds)
-            for comp_name in reversed(resources.COMPONENTS):
-                if comp_name == "injection":
-                    items += plan.injection([], observed.namespaces)[0]
-                else:
-                    items += plan.component(comp_name, [], observed.by_component.get(comp_name, []))
-            stray = [
-                o
-                for c, objs in observed.by_component.items()
-                if c not in resources.COMPONENTS
-                for o in objs
-            ]
-            items += plan.component("stray", [], stray)
-            items += [
-                plan.namespace_labels("common", ns, {})
-                for ns in observed.namespaces
-                if records(ns) and not resources.owned_by(ns, name)
-            ]
-            items += _prune_namespaces(remote, name, observed)
+            items += _removals(remote, name, observed)
             for item in [] if settings.plan_only else items:
                 if item.component != primary.COMPONENT:
                     applier.apply(item, None)
@@ -103,6 +86,31 @@ def prune_remote(
         ),
         tuple(items),
     )
+
+
+def _removals(remote: Cluster, name: str, observed: Observed) -> list[plan.Item]:
+    """Everything gitmesh made on the remote, in reverse apply order: each component's
+    objects, strays, the injection labels, the labels it set on namespaces it does not
+    own, and the namespaces it created when nothing foreign is left in them."""
+    items: list[plan.Item] = []
+    for comp_name in reversed(resources.COMPONENTS):
+        if comp_name == "injection":
+            items += plan.injection([], observed.namespaces)[0]
+        else:
+            items += plan.component(comp_name, [], observed.by_component.get(comp_name, []))
+    stray = [
+        o
+        for c, objs in observed.by_component.items()
+        if c not in resources.COMPONENTS
+        for o in objs
+    ]
+    items += plan.component("stray", [], stray)
+    items += [
+        plan.namespace_labels("common", ns, {})
+        for ns in observed.namespaces
+        if records(ns) and not resources.owned_by(ns, name)
+    ]
+    return items + _prune_namespaces(remote, name, observed)
 
 
 # What Kubernetes itself puts in every namespace, and records about objects (events).
