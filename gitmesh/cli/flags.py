@@ -205,6 +205,12 @@ def add_cluster_flags(p: argparse.ArgumentParser) -> None:
         help="central namespace of the remotes' kubeconfig Secrets "
         "(default: mesh.yaml's namespace)",
     )
+    _pass_flags(g)
+    _log_flags(g)
+
+
+def _pass_flags(g: argparse._ArgumentGroup) -> None:
+    """How a pass behaves: its parallelism, time and size limits, what it may do."""
     g.add_argument(
         "--concurrency",
         type=positive_int,
@@ -248,6 +254,10 @@ def add_cluster_flags(p: argparse.ArgumentParser) -> None:
         help="prune however many remotes a revision removes (otherwise more than mesh.yaml's "
         "massPruneThreshold, or all of them, is refused)",
     )
+
+
+def _log_flags(g: argparse._ArgumentGroup) -> None:
+    """How gitmesh logs."""
     g.add_argument(
         "--log-format",
         type=one_of("json", "text"),

@@ -96,79 +96,82 @@ class BoundedHTTPServer(HTTPServer):
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
+class _Handler(BaseHTTPRequestHandler):
+    """One request to the listener; `serve` makes a subclass bound to its app."""
+
+    app: App
+    probes_only = False
+    disable_nagle_algorithm = True  # see gitmesh.localkube.server._Handler
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        logs.get().warning(
+            "bad request",
+            extra={"status": code, "error": errors.cut(str(message or ""), 200)},
+        )
+        super().send_error(code, message, explain)
+
+    def _reply(self, code: int, body: bytes, ctype: str = "text/plain") -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        if self.probes_only and self.path not in ("/healthz", "/readyz"):
+            self._reply(404, b"not found\n")
+        elif self.path == "/metrics":
+            self._reply(200, self.app.metrics_text(), CONTENT_TYPE_LATEST)
+        elif self.path == "/healthz":
+            sick = self.app.unhealthy()
+            self._reply(503 if sick else 200, f"{sick}\n".encode() if sick else b"ok\n")
+        elif self.path == "/readyz":
+            ok = self.app.is_ready()
+            wedged = self.app.wedged()
+            if wedged:
+                self._reply(503, f"wedged: {wedged}\n".encode())
+            else:
+                self._reply(200 if ok else 503, b"ok\n" if ok else b"not ready\n")
+        else:
+            self._reply(404, b"not found\n")
+
+    def do_POST(self) -> None:
+        if self.probes_only or self.path != "/hooks/git" or self.app.hook_secret is None:
+            self._reply(404, b"not found\n")
+            return
+        raw = self.headers.get("Content-Length") or "0"
+        if not raw.isdigit():
+            self.close_connection = True
+            self.send_error(400, f"invalid Content-Length {raw[:20]!r}")
+            return
+        if int(raw) > MAX_HOOK_BODY:
+            self.close_connection = True
+            self.send_error(413, f"body over {MAX_HOOK_BODY} bytes")
+            return
+        body = self.rfile.read(int(raw))
+        sent = self.headers.get("X-Hub-Signature-256", "")
+        secret = self.app.hook_secret or b""
+        want = "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(sent, want):
+            self._reply(401, b"bad signature\n")
+            return
+        self.app.trigger_poll()
+        self._reply(202, b"poll scheduled\n")
+
+
 def serve(
     app: App, listen: tuple[str, int], *, workers: int, timeout: float, probes_only: bool = False
 ) -> BoundedHTTPServer:
     """Serve `app` at `listen` from a thread: /metrics, /healthz, /readyz and (with a hook
     secret) POST /hooks/git; with `probes_only`, the probes alone. `timeout` is each read's
-    and each request's total time."""
-    timeout_ = timeout
-
-    class Handler(BaseHTTPRequestHandler):
-        disable_nagle_algorithm = True  # see gitmesh.localkube.server._Handler
-        timeout = timeout_  # a socket timeout: slow clients go
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-        def send_error(
-            self, code: int, message: str | None = None, explain: str | None = None
-        ) -> None:
-            logs.get().warning(
-                "bad request",
-                extra={"status": code, "error": errors.cut(str(message or ""), 200)},
-            )
-            super().send_error(code, message, explain)
-
-        def _reply(self, code: int, body: bytes, ctype: str = "text/plain") -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def do_GET(self) -> None:
-            if probes_only and self.path not in ("/healthz", "/readyz"):
-                self._reply(404, b"not found\n")
-            elif self.path == "/metrics":
-                self._reply(200, app.metrics_text(), CONTENT_TYPE_LATEST)
-            elif self.path == "/healthz":
-                sick = app.unhealthy()
-                self._reply(503 if sick else 200, f"{sick}\n".encode() if sick else b"ok\n")
-            elif self.path == "/readyz":
-                ok = app.is_ready()
-                wedged = app.wedged()
-                if wedged:
-                    self._reply(503, f"wedged: {wedged}\n".encode())
-                else:
-                    self._reply(200 if ok else 503, b"ok\n" if ok else b"not ready\n")
-            else:
-                self._reply(404, b"not found\n")
-
-        def do_POST(self) -> None:
-            if probes_only or self.path != "/hooks/git" or app.hook_secret is None:
-                self._reply(404, b"not found\n")
-                return
-            raw = self.headers.get("Content-Length") or "0"
-            if not raw.isdigit():
-                self.close_connection = True
-                self.send_error(400, f"invalid Content-Length {raw[:20]!r}")
-                return
-            if int(raw) > MAX_HOOK_BODY:
-                self.close_connection = True
-                self.send_error(413, f"body over {MAX_HOOK_BODY} bytes")
-                return
-            body = self.rfile.read(int(raw))
-            sent = self.headers.get("X-Hub-Signature-256", "")
-            secret = app.hook_secret or b""
-            want = "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
-            if not hmac.compare_digest(sent, want):
-                self._reply(401, b"bad signature\n")
-                return
-            app.trigger_poll()
-            self._reply(202, b"poll scheduled\n")
-
-    server = BoundedHTTPServer(listen, Handler, workers=workers, limit=timeout)
+    (a socket timeout: slow clients go) and each request's total time."""
+    handler = type(
+        "Handler", (_Handler,), {"app": app, "timeout": timeout, "probes_only": probes_only}
+    )
+    server = BoundedHTTPServer(listen, handler, workers=workers, limit=timeout)
     name = "http-probes" if probes_only else "http"
     threading.Thread(target=server.serve_forever, name=name, daemon=True).start()
     return server
