@@ -203,6 +203,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _story(d: Demo) -> None:
+    mesh = _central_and_remotes(d)
+    files = _repository(d)
+    _join(d)
+    _endpoints_follow(d, mesh)
+    _labels_follow(d, files)
+    _istiod_story(d)
+    _audit(d)
+
+
+def _central_and_remotes(d: Demo) -> sandbox.Mesh:
     d.step("Clusters on localkube: a central cluster running Istio, two remotes")
     mesh = sandbox.start(d.kube, central=CENTRAL, remotes=REMOTES)
     rows = [("NAME", "READY", "STATUS", "IP")]
@@ -213,12 +223,18 @@ def _story(d: Demo) -> None:
     d.out(f"   [{CENTRAL}] kubectl get pods -n {NS}")
     d.table(rows)
     d.out(f"   remote kubeconfigs are Secrets {NS}/<remote> on {CENTRAL}, as in the walkthrough")
+    return mesh
 
+
+def _repository(d: Demo) -> dict[str, bytes]:
     d.step("The mesh repository: mesh.yaml and one RemoteIstio per remote")
     files = example_files()
     sha = d.repo.commit(files, "Join remoteistio-sample and remote-eu to the mesh")
     d.out(f"   {d.repo.url} at {sha[:12]}: " + ", ".join(sorted(files)))
+    return files
 
+
+def _join(d: Demo) -> None:
     d.step("Reconcile: the remotes join the mesh")
     result = d.one_pass()
     for name, res in sorted(result.remotes.items()):
@@ -239,6 +255,8 @@ def _story(d: Demo) -> None:
         "istio-injection=enabled,istio-operator-managed-injection=enabled",
     )
 
+
+def _endpoints_follow(d: Demo, mesh: sandbox.Mesh) -> None:
     d.step("Delete the central telemetry pod: the remotes' Endpoints follow (live watch)")
     old = d.endpoints("remoteistio-sample", "istio-telemetry")
     repo = d.source.fetch().parse()
@@ -294,6 +312,8 @@ def _story(d: Demo) -> None:
     )
     d.one_pass()  # the endpoint snapshots reach the status branch
 
+
+def _labels_follow(d: Demo, files: dict[str, bytes]) -> None:
     d.step("A pull request changes autoInjectionNamespaces: the labels follow")
     spec = yaml.safe_load(files["remotes/remoteistio-sample.yaml"])
     spec["spec"]["autoInjectionNamespaces"] = ["payments"]
@@ -320,8 +340,8 @@ def _story(d: Demo) -> None:
     )
     d.check(payments.get("istio-injection") == "enabled", "payments gained them")
 
-    _istiod_story(d)
 
+def _audit(d: Demo) -> None:
     d.step("The audit trail: git log gitmesh/status")
     log = d.repo.log(specs.STATUS_BRANCH, "--format=%h %s", "--shortstat")
     for line in log.splitlines():
