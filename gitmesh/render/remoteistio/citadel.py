@@ -17,6 +17,20 @@ from gitmesh.render.remoteistio.context import (
 )
 from gitmesh.resources import Obj
 
+# What citadel reads and writes on the remote: its Secrets, ServiceAccounts and Services.
+_RULES = [
+    {
+        "apiGroups": [""],
+        "resources": ["secrets"],
+        "verbs": ["create", "get", "watch", "list", "update", "delete"],
+    },
+    {
+        "apiGroups": [""],
+        "resources": ["serviceaccounts", "services"],
+        "verbs": ["get", "watch", "list"],
+    },
+]
+
 
 def citadel(ctx: Ctx) -> Component:
     """Citadel, signing workload certificates with the remote's own intermediate CA
@@ -24,25 +38,67 @@ def citadel(ctx: Ctx) -> Component:
     spec names (`citadel.caSecretName`)."""
     conf = ctx.spec.citadel
     ca_secret = conf.ca_secret_name or CACERTS
-    rules = [
+    objects: list[Obj] = [*rbac(ctx, CITADEL, "citadel", _RULES)]
+    objects.append(
+        deployment(
+            ctx,
+            CITADEL,
+            "citadel",
+            "citadel",
+            upstream_app="security",
+            replicas=conf.replica_count
+            if conf.replica_count is not None
+            else ctx.mesh.replicas.citadel,
+            container=_container(ctx),
+            volumes=[{"name": "cacerts", "secret": {"secretName": ca_secret, "optional": False}}],
+            node_selector=conf.node_selector,
+        )
+    )
+    monitoring = ctx.profile.monitoring_port
+    ports = [
+        {"name": "grpc-citadel", "port": 8060, "targetPort": 8060, "protocol": "TCP"},
         {
-            "apiGroups": [""],
-            "resources": ["secrets"],
-            "verbs": ["create", "get", "watch", "list", "update", "delete"],
-        },
-        {
-            "apiGroups": [""],
-            "resources": ["serviceaccounts", "services"],
-            "verbs": ["get", "watch", "list"],
+            "name": "http-monitoring",
+            "port": monitoring,
+            "targetPort": monitoring,
+            "protocol": "TCP",
         },
     ]
+    objects.append(service(ctx, CITADEL, "citadel", "citadel", ports))
+    if conf.ca_secret_name is None:
+        if ctx.cacerts is None:
+            return Component(
+                "citadel",
+                error=ctx.central.ca_error
+                or (
+                    f"the central CA secret {ctx.mesh.namespace}/{ctx.mesh.central.ca_secret_name} "
+                    "was not found; create it or set citadel.caSecretName"
+                ),
+            )
+        objects.insert(
+            0,
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "type": "Opaque",
+                "metadata": object_meta(ctx, CACERTS, "citadel"),
+                "data": dict(ctx.cacerts),
+            },
+        )
+    return Component("citadel", tuple(objects))
+
+
+def _container(ctx: Ctx) -> Obj:
+    """The citadel container: its flags as the version's chart sets them, signing with
+    the CA mounted from the `cacerts` Secret (or the spec's)."""
+    conf = ctx.spec.citadel
     prof = ctx.profile
     ns = ctx.namespace
     dns_names = ",".join(
         f"{account}.{ns}:{service}.{ns}"
         for account, service in (n.split(":") for n in prof.citadel_custom_dns_names)
     )
-    container: Obj = {
+    return {
         "name": "citadel",
         "image": conf.image or ctx.mesh.images.citadel,
         "imagePullPolicy": "IfNotPresent",
@@ -66,58 +122,3 @@ def citadel(ctx: Ctx) -> Component:
         "resources": ctx.resources_for(conf.resources),
         "volumeMounts": [{"name": "cacerts", "mountPath": "/etc/cacerts", "readOnly": True}],
     }
-    objects: list[Obj] = [*rbac(ctx, CITADEL, "citadel", rules)]
-    objects.append(
-        deployment(
-            ctx,
-            CITADEL,
-            "citadel",
-            "citadel",
-            upstream_app="security",
-            replicas=conf.replica_count
-            if conf.replica_count is not None
-            else ctx.mesh.replicas.citadel,
-            container=container,
-            volumes=[{"name": "cacerts", "secret": {"secretName": ca_secret, "optional": False}}],
-            node_selector=conf.node_selector,
-        )
-    )
-    monitoring = prof.monitoring_port
-    objects.append(
-        service(
-            ctx,
-            CITADEL,
-            "citadel",
-            "citadel",
-            [
-                {"name": "grpc-citadel", "port": 8060, "targetPort": 8060, "protocol": "TCP"},
-                {
-                    "name": "http-monitoring",
-                    "port": monitoring,
-                    "targetPort": monitoring,
-                    "protocol": "TCP",
-                },
-            ],
-        )
-    )
-    if conf.ca_secret_name is None:
-        if ctx.cacerts is None:
-            return Component(
-                "citadel",
-                error=ctx.central.ca_error
-                or (
-                    f"the central CA secret {ctx.mesh.namespace}/{ctx.mesh.central.ca_secret_name} "
-                    "was not found; create it or set citadel.caSecretName"
-                ),
-            )
-        objects.insert(
-            0,
-            {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "type": "Opaque",
-                "metadata": object_meta(ctx, CACERTS, "citadel"),
-                "data": dict(ctx.cacerts),
-            },
-        )
-    return Component("citadel", tuple(objects))

@@ -4,6 +4,7 @@ share (RBAC, a Deployment, a Service); and the `common` component. Pure."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -143,7 +144,7 @@ def rbac(ctx: Ctx, base: str, component: str, rules: list[Obj]) -> tuple[Obj, ..
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "ClusterRole",
             "metadata": object_meta(ctx, cluster_name, component, namespaced=False),
-            "rules": rules,
+            "rules": copy.deepcopy(rules),  # each rendered object its own
         },
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",

@@ -95,41 +95,22 @@ def _webhook(ctx: Ctx) -> Obj:
     }
 
 
+# What the injector reads on the remote: its ConfigMaps, and its webhook (to patch its caBundle).
+_RULES = [
+    {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"]},
+    {
+        "apiGroups": ["admissionregistration.k8s.io"],
+        "resources": ["mutatingwebhookconfigurations"],
+        "verbs": ["get", "list", "watch", "patch"],
+    },
+]
+
+
 def sidecarinjector(ctx: Ctx) -> Component:
     """The sidecar injector and its webhook, for namespaces labelled istio-injection=enabled."""
     conf = ctx.spec.sidecar_injector
-    rules = [
-        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"]},
-        {
-            "apiGroups": ["admissionregistration.k8s.io"],
-            "resources": ["mutatingwebhookconfigurations"],
-            "verbs": ["get", "list", "watch", "patch"],
-        },
-    ]
     config = _yaml({"policy": "enabled", "template": _injector_template(ctx)}, width=1000)
-    container: Obj = {
-        "name": "sidecar-injector-webhook",
-        "image": conf.image or ctx.mesh.images.sidecar_injector,
-        "imagePullPolicy": "IfNotPresent",
-        "args": [
-            "--caCertFile=/etc/istio/certs/root-cert.pem",
-            "--tlsCertFile=/etc/istio/certs/cert-chain.pem",
-            "--tlsKeyFile=/etc/istio/certs/key.pem",
-            "--injectConfig=/etc/istio/inject/config",
-            "--meshConfig=/etc/istio/config/mesh",
-            "--healthCheckInterval=2s",
-            "--healthCheckFile=/health",
-        ],
-        "volumeMounts": [
-            {"name": "config-volume", "mountPath": "/etc/istio/config", "readOnly": True},
-            {"name": "certs", "mountPath": "/etc/istio/certs", "readOnly": True},
-            {"name": "inject-config", "mountPath": "/etc/istio/inject", "readOnly": True},
-        ],
-        "livenessProbe": dict(_INJECTOR_PROBE),
-        "readinessProbe": dict(_INJECTOR_PROBE),
-        "resources": ctx.resources_for(conf.resources),
-    }
-    objects: list[Obj] = [*rbac(ctx, INJECTOR, "sidecarinjector", rules)]
+    objects: list[Obj] = [*rbac(ctx, INJECTOR, "sidecarinjector", _RULES)]
     objects.append(
         {
             "apiVersion": "v1",
@@ -148,7 +129,7 @@ def sidecarinjector(ctx: Ctx) -> Component:
             replicas=conf.replica_count
             if conf.replica_count is not None
             else ctx.mesh.replicas.sidecar_injector,
-            container=container,
+            container=_container(ctx),
             volumes=[
                 {"name": "config-volume", "configMap": {"name": "istio"}},
                 {"name": "certs", "secret": {"secretName": f"istio.{INJECTOR}-service-account"}},
@@ -171,3 +152,31 @@ def sidecarinjector(ctx: Ctx) -> Component:
     )
     objects.append(_webhook(ctx))
     return Component("sidecarinjector", tuple(objects))
+
+
+def _container(ctx: Ctx) -> Obj:
+    """The injector container: its flags, certificates (citadel's Secret for its
+    ServiceAccount), template and mesh config mounted, health-checked by file."""
+    conf = ctx.spec.sidecar_injector
+    return {
+        "name": "sidecar-injector-webhook",
+        "image": conf.image or ctx.mesh.images.sidecar_injector,
+        "imagePullPolicy": "IfNotPresent",
+        "args": [
+            "--caCertFile=/etc/istio/certs/root-cert.pem",
+            "--tlsCertFile=/etc/istio/certs/cert-chain.pem",
+            "--tlsKeyFile=/etc/istio/certs/key.pem",
+            "--injectConfig=/etc/istio/inject/config",
+            "--meshConfig=/etc/istio/config/mesh",
+            "--healthCheckInterval=2s",
+            "--healthCheckFile=/health",
+        ],
+        "volumeMounts": [
+            {"name": "config-volume", "mountPath": "/etc/istio/config", "readOnly": True},
+            {"name": "certs", "mountPath": "/etc/istio/certs", "readOnly": True},
+            {"name": "inject-config", "mountPath": "/etc/istio/inject", "readOnly": True},
+        ],
+        "livenessProbe": dict(_INJECTOR_PROBE),
+        "readinessProbe": dict(_INJECTOR_PROBE),
+        "resources": ctx.resources_for(conf.resources),
+    }
