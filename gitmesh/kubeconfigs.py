@@ -106,25 +106,37 @@ def parse(text: str, *, where: str, from_secret: bool = False) -> dict[str, Any]
         raise CredentialsError(f"{where}: context {current!r} names no cluster of the kubeconfig")
     if context.get("user") and context["user"] not in users:
         raise CredentialsError(f"{where}: context {current!r} names no user of the kubeconfig")
-    cluster = clusters[context["cluster"]]
+    _check_cluster(clusters[context["cluster"]], context["cluster"], where)
+    _check_tokens(users, where)
+    if from_secret:
+        _check_embedded(users, clusters, where)
+    return config
+
+
+def _check_cluster(cluster: dict[str, Any], name: str, where: str) -> None:
+    """The current context's cluster: an http(s) server, reached directly, verified."""
     server = cluster.get("server")
     if not isinstance(server, str) or urllib.parse.urlsplit(server).scheme not in (
         "http",
         "https",
     ):
-        raise CredentialsError(f"{where}: cluster {context['cluster']!r} has no http(s) server URL")
+        raise CredentialsError(f"{where}: cluster {name!r} has no http(s) server URL")
     if cluster.get("insecure-skip-tls-verify") is True and (
         cluster.get("certificate-authority-data") or cluster.get("certificate-authority")
     ):
         raise CredentialsError(
-            f"{where}: cluster {context['cluster']!r} has insecure-skip-tls-verify and a "
+            f"{where}: cluster {name!r} has insecure-skip-tls-verify and a "
             "certificate authority: drop one (kubectl refuses the pair too)"
         )
     if cluster.get("proxy-url"):
         raise CredentialsError(
-            f"{where}: cluster {context['cluster']!r} has a proxy-url; gitmesh connects to "
+            f"{where}: cluster {name!r} has a proxy-url; gitmesh connects to "
             "API servers directly and does not use proxies: remove it"
         )
+
+
+def _check_tokens(users: dict[str, dict[str, Any]], where: str) -> None:
+    """Tokens and passwords are strings without control characters (stripped in place)."""
     for name, user in users.items():
         for field in SECRET_FIELDS[:2]:
             value = user.get(field)
@@ -137,16 +149,21 @@ def parse(text: str, *, where: str, from_secret: bool = False) -> dict[str, Any]
                 raise CredentialsError(
                     f"{where}: user {name!r}: {field} contains control characters"
                 )
-    if from_secret:
-        for section, entries in (("users", users), ("clusters", clusters)):
-            for name, fields in entries.items():
-                found = [f for f in FILE_FIELDS if fields.get(f)]
-                if found:
-                    raise CredentialsError(
-                        f"{where}: {section} entry {name!r} refers to local files "
-                        f"({', '.join(found)}); embed the data instead (*-data fields)"
-                    )
-    return config
+
+
+def _check_embedded(
+    users: dict[str, dict[str, Any]], clusters: dict[str, dict[str, Any]], where: str
+) -> None:
+    """A kubeconfig from a Secret names no local files: whoever writes the Secret must not
+    make gitmesh read files of its own machine."""
+    for section, entries in (("users", users), ("clusters", clusters)):
+        for name, fields in entries.items():
+            found = [f for f in FILE_FIELDS if fields.get(f)]
+            if found:
+                raise CredentialsError(
+                    f"{where}: {section} entry {name!r} refers to local files "
+                    f"({', '.join(found)}); embed the data instead (*-data fields)"
+                )
 
 
 def check_exec(config: Mapping[str, Any], *, where: str, allow_exec: bool) -> None:

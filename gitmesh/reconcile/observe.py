@@ -59,20 +59,9 @@ def observe_central(
             )
     except errors.ClusterError as e:
         pods_error = pods_error or f"cannot read the central services: {e}"
-    ca_data = None
-    ca_error = None
+    ca_data, ca_error = None, None
     if any(render.needs(r).central_ca for r in remotes):
-        where = f"the central CA secret {ns}/{mesh.central.ca_secret_name}"
-        try:
-            secret = central.get(resources.SECRET, ns, mesh.central.ca_secret_name)
-            ca_data = dict(secret.get("data") or {})
-            ca.Signer.from_secret(ca_data)
-        except errors.NotFound:
-            pass
-        except errors.ClusterError as e:
-            ca_error = f"cannot read {where}: {e}"
-        except ca.CAError as e:
-            ca_error = f"{where} {e}"
+        ca_data, ca_error = _central_ca(central, mesh)
     seen = primary.Observed()
     if any(render.needs(r).primary for r in remotes):
         seen = primary.observe(central, mesh)
@@ -89,8 +78,27 @@ def observe_central(
     )
 
 
+def _central_ca(central: Cluster, mesh: specs.Mesh) -> tuple[dict[str, str] | None, str | None]:
+    """The central CA Secret's data (None when there is none), or why it cannot be used."""
+    ns = mesh.namespace
+    where = f"the central CA secret {ns}/{mesh.central.ca_secret_name}"
+    try:
+        secret = central.get(resources.SECRET, ns, mesh.central.ca_secret_name)
+        ca_data = dict(secret.get("data") or {})
+        ca.Signer.from_secret(ca_data)
+    except errors.NotFound:
+        return None, None
+    except errors.ClusterError as e:
+        return None, f"cannot read {where}: {e}"
+    except ca.CAError as e:
+        return ca_data, f"{where} {e}"
+    return ca_data, None
+
+
 @dataclass(slots=True)
 class Observed:
+    """What gitmesh manages on one remote, by component, with its namespaces."""
+
     by_component: dict[str, list[Obj]]
     namespaces: list[Obj]
     kinds: Mapping[str, Resource]  # where each kind lives on this remote
