@@ -215,20 +215,7 @@ class Cluster:
             raise _Retriable(err, self.retries, self._retry_after(e)) from None
         except (urllib3.exceptions.HTTPError, OSError) as e:
             self._count(method, 0)
-            kind, words = failure(e, exchange)
-            if kind == "too-large":
-                raise errors.ClusterError(
-                    f"{what}: {self.name} answered more than "
-                    f"{size_text(self.max_response)} (--max-response-size)"
-                ) from None
-            if kind == "timeout":
-                # A server that let a request time out is retried once, not `retries` times.
-                words = f"timed out: {self.name} did not answer within {limit:g}s"
-                attempts = min(self.retries, 1)
-            else:
-                words = f"cannot reach {self.name} ({self.server}): {words}"
-                attempts = self.retries
-            raise _Retriable(errors.Unavailable(f"{what}: {words}"), attempts, None) from None
+            raise self._transport_error(e, exchange, what, limit) from None
         except (ValueError, TypeError, LookupError) as e:
             # The client could not even send the request (a header value it refuses...):
             # the message may quote the header, so only its type travels.
@@ -239,6 +226,26 @@ class Cluster:
             current.exchange = None
             if not handed:
                 exchange.finish()
+
+    def _transport_error(
+        self, e: BaseException, exchange: Exchange, what: str, limit: float
+    ) -> errors.ClusterError | _Retriable:
+        """What a failure below HTTP comes to: too large (final), else worth another
+        attempt (a timeout once, others up to `retries`)."""
+        kind, words = failure(e, exchange)
+        if kind == "too-large":
+            return errors.ClusterError(
+                f"{what}: {self.name} answered more than "
+                f"{size_text(self.max_response)} (--max-response-size)"
+            )
+        if kind == "timeout":
+            # A server that let a request time out is retried once, not `retries` times.
+            words = f"timed out: {self.name} did not answer within {limit:g}s"
+            attempts = min(self.retries, 1)
+        else:
+            words = f"cannot reach {self.name} ({self.server}): {words}"
+            attempts = self.retries
+        return _Retriable(errors.Unavailable(f"{what}: {words}"), attempts, None)
 
     def _time_left(self, what: str, limit: float) -> float:
         """The read timeout for the next request: `limit`, capped by the deadline."""

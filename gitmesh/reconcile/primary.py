@@ -222,27 +222,8 @@ def remote_secret(
     action = "create" if current is None else "patch"
     if plan_only:
         return plan.Item(action, COMPONENT, ref)
-    answer = remote.request_token(
-        remote_namespace,
-        istiodremote.READER,
-        int(join.DEFAULT_TTL.total_seconds()),
-        dry_run=dry_run,
-    )
-    status = answer.get("status") or {}
-    token = join.Token(
-        str(status.get("token") or "dry-run"),
-        datetime.datetime.fromisoformat(str(status.get("expirationTimestamp") or now.isoformat())),
-        join.DEFAULT_TTL,
-    )
-    wanted = join.secret(
-        secret_name, namespace, join.kubeconfig(name, cluster, token.value), token, key=name
-    )
+    wanted = _reader_secret(name, remote, remote_namespace, cluster, ref, dry_run=dry_run, now=now)
     meta = wanted["metadata"]
-    meta["labels"].update(
-        {resources.MULTICLUSTER: "true", resources.REMOTE: name, resources.COMPONENT: COMPONENT}
-    )
-    meta["annotations"][istiodremote.CLUSTER_ANNOTATION] = name
-    del meta["annotations"][join.ACCOUNT_ANNOTATION]
     if current is None:
         central.create(resources.SECRET, wanted, dry_run=dry_run)
     else:
@@ -259,6 +240,42 @@ def remote_secret(
             dry_run=dry_run,
         )
     return plan.Item(action, COMPONENT, ref)
+
+
+def _reader_secret(
+    name: str,
+    remote: Cluster,
+    remote_namespace: str,
+    cluster: Mapping[str, Any],
+    ref: plan.Ref,
+    *,
+    dry_run: bool,
+    now: datetime.datetime,
+) -> Obj:
+    """The remote Secret istiod reads: a kubeconfig with a new token of the remote's
+    reader ServiceAccount, never gitmesh's own."""
+    answer = remote.request_token(
+        remote_namespace,
+        istiodremote.READER,
+        int(join.DEFAULT_TTL.total_seconds()),
+        dry_run=dry_run,
+    )
+    status = answer.get("status") or {}
+    token = join.Token(
+        str(status.get("token") or "dry-run"),
+        datetime.datetime.fromisoformat(str(status.get("expirationTimestamp") or now.isoformat())),
+        join.DEFAULT_TTL,
+    )
+    wanted = join.secret(
+        ref.name, ref.namespace, join.kubeconfig(name, cluster, token.value), token, key=name
+    )
+    meta = wanted["metadata"]
+    meta["labels"].update(
+        {resources.MULTICLUSTER: "true", resources.REMOTE: name, resources.COMPONENT: COMPONENT}
+    )
+    meta["annotations"][istiodremote.CLUSTER_ANNOTATION] = name
+    del meta["annotations"][join.ACCOUNT_ANNOTATION]
+    return wanted
 
 
 def remove_remote_secret(
