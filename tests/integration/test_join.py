@@ -13,6 +13,7 @@ import yaml
 
 from gitmesh import cli
 from gitmesh.cluster import Cluster
+from gitmesh.credentials import grants
 from gitmesh.credentials import join as access
 from gitmesh.errors import Forbidden
 from tests.integration.conftest import TOKEN, World
@@ -98,7 +99,7 @@ def test_the_roles_are_what_a_run_sends(joined: World) -> None:
     }
     with Cluster(EU, joined.server.kubeconfig(EU)) as admin:
         listable = admin.namespaced_resources()
-    granted = {(res, verb) for _, res, verb in access.granted(NS, listable)}
+    granted = {(res, verb) for _, res, verb in grants.granted(NS, listable)}
     assert used <= granted, used - granted
     justified = {
         *((r, "get") for r, _ in granted),
@@ -145,7 +146,7 @@ def test_dry_run_writes_nothing_and_a_foreign_secret_is_kept(
     assert join(world, "--dry-run") == 0
     assert "would be written (dry run)" in capsys.readouterr().out
     assert "gitmesh" not in world.names(EU, "namespaces")
-    assert access.CLUSTER_ROLE not in world.names(
+    assert grants.CLUSTER_ROLE not in world.names(
         EU, "clusterroles", group="rbac.authorization.k8s.io"
     )
     assert EU not in world.names("central", "secrets", NS)

@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 
 from gitmesh import kubeconfigs
-from gitmesh.credentials import join
+from gitmesh.credentials import grants, join
 from gitmesh.resources import Resource
 
 NOW = datetime.datetime(2026, 11, 29, tzinfo=datetime.UTC)
@@ -51,9 +51,9 @@ def test_no_wildcard_and_namespaced_kinds_only_in_the_namespace() -> None:
     every namespace, and list on */* (every Secret in the cluster). After: namespaced kinds
     only in the Role of the Istio namespace; cluster-wide, only the cluster-scoped kinds
     gitmesh writes, patched and deleted by name; no wildcard anywhere."""
-    cluster = join.cluster_rules("istio-system")
-    role = join.namespace_rules(LISTABLE)
-    for rule in [*cluster, *role, *join.TOKEN_RULES]:
+    cluster = grants.cluster_rules("istio-system")
+    role = grants.namespace_rules(LISTABLE)
+    for rule in [*cluster, *role, *grants.TOKEN_RULES]:
         for field in ("apiGroups", "resources", "verbs"):
             assert "*" not in rule[field], rule
     assert {r for rule in cluster for r in rule["resources"]} == {
@@ -70,11 +70,11 @@ def test_no_wildcard_and_namespaced_kinds_only_in_the_namespace() -> None:
     writes = {(r, v) for rule in role for r in rule["resources"] for v in rule["verbs"]}
     assert {("deployments", "create"), ("secrets", "get"), ("pods", "list")} <= writes
     assert ("pods", "create") not in writes
-    assert ("", "serviceaccounts/token", "create") in join.granted("istio-system", LISTABLE)
+    assert ("", "serviceaccounts/token", "create") in grants.granted("istio-system", LISTABLE)
 
 
 def test_the_roles_gitmesh_may_escalate_are_the_ones_it_renders() -> None:
-    names = join.managed_names("mesh")
+    names = grants.managed_names("mesh")
     assert names["clusterroles"] == [
         "istio-citadel-mesh",
         "istio-sidecar-injector-mesh",
