@@ -93,7 +93,7 @@ def add_source_flags(p: argparse.ArgumentParser) -> None:
 def make_source(args: argparse.Namespace) -> Source:
     """The git source the flags describe."""
     from gitmesh.source import Source
-    from gitmesh.source.gitrepo import Auth
+    from gitmesh.source.auth import Auth
 
     auth = Auth.from_settings(
         token_env=args.git_token_env,

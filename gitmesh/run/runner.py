@@ -13,7 +13,7 @@ A watch on the central Istio pods (`EndpointSync`) updates only the Endpoints of
 affected remotes within a debounce interval of a pod change. A per-remote lock keeps passes
 and endpoint updates from overlapping on one remote. Only the Lease holder applies; a
 follower keeps its watch warm and takes over within the lease duration. With `shard`, the
-replicas share the remotes instead (gitmesh.shards): each applies to the remotes it owns,
+replicas share the remotes instead (gitmesh.run.shards): each applies to the remotes it owns,
 in passes, endpoint updates and status commits alike.
 
 It stays responsive with a hung remote: every remote's work in a pass has a deadline,

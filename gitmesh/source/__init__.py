@@ -17,16 +17,8 @@ from pathlib import Path, PurePosixPath
 import git
 
 from gitmesh.errors import Problem, SourceError
-from gitmesh.source.gitrepo import (
-    Auth,
-    Cache,
-    GitFailure,
-    cat_blobs,
-    check_ref,
-    check_url,
-    display_url,
-    ls_tree,
-)
+from gitmesh.source.auth import Auth, check_ref, check_url, display_url
+from gitmesh.source.gitrepo import Cache, GitFailure, cat_blobs, ls_tree
 from gitmesh.specs import meshrepo, yamlload
 
 SYMLINK_MODE = 0o120000

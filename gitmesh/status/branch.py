@@ -16,15 +16,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from gitmesh.errors import StatusWriteError
-from gitmesh.source.gitrepo import (
-    Cache,
-    GitFailure,
-    cat_blobs,
-    check_ref,
-    commit_files,
-    display_url,
-    ls_tree,
-)
+from gitmesh.source.auth import check_ref, display_url
+from gitmesh.source.gitrepo import Cache, GitFailure, cat_blobs, commit_files, ls_tree
 
 Changes = dict[str, bytes | None]
 _RETRYABLE = (

@@ -21,7 +21,7 @@ from gitmesh.localkube.apiserver import free_port
 from gitmesh.run.runner import Runner
 from gitmesh.settings import RunSettings, Settings
 from gitmesh.source import Source
-from gitmesh.source.gitrepo import Auth
+from gitmesh.source.auth import Auth
 from tests.integration.conftest import World
 
 

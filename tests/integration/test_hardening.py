@@ -23,7 +23,8 @@ from gitmesh.run.http import serve
 from gitmesh.run.runner import Runner
 from gitmesh.settings import RunSettings, Settings
 from gitmesh.source import Source
-from gitmesh.source.gitrepo import Auth, Cache
+from gitmesh.source.auth import Auth
+from gitmesh.source.gitrepo import Cache
 from gitmesh.testing import sandbox
 from tests.gitutil import git
 from tests.integration.conftest import TOKEN, World

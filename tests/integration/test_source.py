@@ -11,7 +11,7 @@ import pytest
 from gitmesh import cli
 from gitmesh.errors import SourceError
 from gitmesh.source import Source
-from gitmesh.source.gitrepo import Auth
+from gitmesh.source.auth import Auth
 from tests.gitutil import MeshRemote, git
 
 TOKEN = "ghp_s3cr3tTokenValue0123456789"

@@ -141,8 +141,8 @@ def test_rejected_push_that_is_not_a_race_fails_loudly(remote: MeshRemote, tmp_p
 WRITER = """
 import sys
 from pathlib import Path
-from gitmesh import statusfiles
-from gitmesh.gitrepo import Cache
+from gitmesh.source.gitrepo import Cache
+from gitmesh.status import reports
 from gitmesh.status.branch import StatusBranch
 from gitmesh.status.reports import PassReport, RemoteReport
 

@@ -356,7 +356,7 @@ def test_components_of_other_versions_are_refused() -> None:
 
 
 def test_profiles_hold_the_same_facts() -> None:
-    """gitmesh.profiles is where render reads these facts from; it agrees with the list
+    """gitmesh.specs.profiles is where render reads these facts from; it agrees with the list
     above, so neither drifts alone."""
     assert INJECTOR_FLAGS["1.0"] == profiles.INJECTOR_FLAGS
     assert profiles.WEBHOOK_CONFIG_NAME == WEBHOOK_CONFIG_NAME
