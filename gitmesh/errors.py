@@ -2,6 +2,7 @@
 
     GitmeshError
     ├── SpecError            a mesh repository file is invalid (carries Problems)
+    ├── MassPruneRefused     a revision removes more remotes than the mesh allows at once
     ├── SourceError          the git source could not be fetched or read
     ├── CredentialsError     a kubeconfig is malformed or refused (exec plugins, central)
     │   └── MissingCredentials  there is no kubeconfig for the remote at all
