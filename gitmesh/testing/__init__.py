@@ -1,5 +1,6 @@
 """pytest fixtures for testing against localkube, shipped so users can test their own mesh
-repositories the way gitmesh's tests do (enable with `pytest_plugins = ["gitmesh.testing"]`).
+repositories the way gitmesh's tests do (enable with `pytest_plugins = ["gitmesh.testing"]`);
+beside them `sandbox`, a simulated Istio central on either backend.
 """
 
 from __future__ import annotations
