@@ -10,7 +10,7 @@ from contextlib import AbstractContextManager, nullcontext
 from functools import partial
 from typing import Any
 
-from gitmesh import errors, logs, resources, specs
+from gitmesh import errors, logs, render, resources, specs
 from gitmesh.cluster import Cluster
 from gitmesh.credentials.remote import Connect, failed
 from gitmesh.reconcile import inventory
@@ -150,11 +150,36 @@ def run_pass(
         results.update(
             each_remote(jobs, settings=settings, guard=guard, prefix="remote", progress=progress)
         )
-    removed = [name for name in gone if results[name].report.state == "Removed"] + forgotten
+    return _finish(
+        revision,
+        results,
+        central_state,
+        gone=gone,
+        forgotten=forgotten,
+        central=central,
+        namespace=namespace,
+        settings=settings,
+    )
+
+
+def _finish(
+    revision: str,
+    results: dict[str, RemoteResult],
+    central_state: render.Central,
+    *,
+    gone: Sequence[str],
+    forgotten: Sequence[str],
+    central: Cluster,
+    namespace: str,
+    settings: Settings,
+) -> PassResult:
+    """The pass's report; the pruned remotes dropped from the inventory (a failure there
+    only means the next pass prunes them again, finding nothing)."""
+    removed = [name for name in gone if results[name].report.state == "Removed"] + [*forgotten]
     if not (settings.plan_only or settings.dry_run) and removed:
         try:
             inventory.update(central, namespace, remove=removed)
-        except errors.ClusterError as e:  # the next pass prunes them again, finding nothing
+        except errors.ClusterError as e:
             logs.get().warning("cannot update the inventory", extra={"error": str(e)})
     reports = {n: r.report for n, r in results.items() if r.report.state != "Removed"}
     pruned = {
@@ -162,11 +187,8 @@ def run_pass(
         for name in removed
         if name in results
     }
-    return PassResult(
-        PassReport(revision, reports, removed=tuple(removed), pruned=pruned),
-        results,
-        central=central_state,
-    )
+    report = PassReport(revision, reports, removed=tuple(removed), pruned=pruned)
+    return PassResult(report, results, central=central_state)
 
 
 def _invalid(repo: meshrepo.Repo, mine: Callable[[str], bool]) -> dict[str, RemoteResult]:

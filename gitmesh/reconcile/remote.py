@@ -26,6 +26,7 @@ from gitmesh.credentials.remote import (
 from gitmesh.reconcile import primary
 from gitmesh.reconcile.apply import Applier, apply_component, component_items
 from gitmesh.reconcile.observe import Observed, observe_remote
+from gitmesh.resources import Obj
 from gitmesh.settings import Settings
 from gitmesh.status.reports import ComponentReport, RemoteReport
 from gitmesh.status.results import RemoteResult
@@ -94,6 +95,34 @@ def reconcile_remote(
         message = failed(name, e, config)
         _log_failure(settings, ctx, message)
         return RemoteResult(RemoteReport(name, "ReconcileFailed", message=message, error=message))
+    return _result(
+        name,
+        out,
+        rendered,
+        pilot_reads=needs.pilot_reads_kubeconfig,
+        secret=secret,
+        central=central,
+        config=config,
+        settings=settings,
+        ctx=ctx,
+    )
+
+
+def _result(
+    name: str,
+    out: _Outcome,
+    rendered: render.Rendered,
+    *,
+    pilot_reads: bool,
+    secret: Obj | None,
+    central: Cluster,
+    config: Mapping[str, Any],
+    settings: Settings,
+    ctx: Mapping[str, str],
+) -> RemoteResult:
+    """What the remote's pass came to: failed, planned, or Available (then gitmesh's
+    kubeconfig Secret is labelled for central's pilot when it reads it)."""
+    log = logs.get()
     if out.failure is not None:
         return _failed_result(
             name, out, rendered=rendered, config=config, settings=settings, ctx=ctx
@@ -109,7 +138,7 @@ def reconcile_remote(
     if secret is not None and not settings.dry_run:
         # Only central's pilot (1.0/1.1) reads gitmesh's own Secret: an istiod primary
         # reads istio-remote-secret-<name>, and given both it may pick gitmesh's token.
-        set_multicluster(central, secret, needs.pilot_reads_kubeconfig)
+        set_multicluster(central, secret, pilot_reads)
     counts = {
         f"objects{f.title()}": sum(getattr(r, f) for r in out.reports)
         for f in ("created", "patched", "deleted")
