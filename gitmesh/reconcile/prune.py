@@ -38,7 +38,12 @@ def prune_remote(
         removed = primary.remove_remote_secret(
             name, central, mesh_namespace, plan_only=settings.plan_only, dry_run=settings.dry_run
         )
-        items += [removed] if removed else []
+        if removed is not None:
+            items.append(removed)
+            if not settings.plan_only:
+                log.info(
+                    "pruned %s", removed.ref, extra={"remote": name, "component": removed.component}
+                )
         try:
             config, secret = credentials(name, central, namespace, settings)
         except errors.MissingCredentials as e:
@@ -49,20 +54,7 @@ def prune_remote(
             log.warning("cannot prune a removed remote", extra={"remote": name, "error": message})
             return RemoteResult(RemoteReport(name, "Removed", message=message))
         with connected(connect, name, config, settings, central) as remote:
-            # The spec is gone: its namespace is the mesh's, or one gitmesh labelled for it.
-            labelled = [
-                ns["metadata"]["name"]
-                for ns in remote.list(
-                    resources.NAMESPACE, label_selector=resources.owner_selector(name)
-                )[0]
-            ]
-            observed = observe_remote(remote, name, sorted({mesh_namespace, *labelled}))
-            applier = Applier(remote, name, settings, observed.kinds)
-            items += _removals(remote, name, observed)
-            for item in [] if settings.plan_only else items:
-                if item.component != primary.COMPONENT:
-                    applier.apply(item, None)
-                log.info("pruned %s", item.ref, extra={"remote": name, "component": item.component})
+            items += _prune_on(remote, name, settings, mesh_namespace)
         if secret is not None and not (settings.plan_only or settings.dry_run):
             set_multicluster(central, secret, False)
     except Exception as e:  # one remote's failure is that remote's alone
@@ -86,6 +78,24 @@ def prune_remote(
         ),
         tuple(items),
     )
+
+
+def _prune_on(
+    remote: Cluster, name: str, settings: Settings, mesh_namespace: str
+) -> list[plan.Item]:
+    """Plan the removals on the remote and (unless planning) apply them; the plan."""
+    # The spec is gone: its namespace is the mesh's, or one gitmesh labelled for it.
+    labelled = [
+        ns["metadata"]["name"]
+        for ns in remote.list(resources.NAMESPACE, label_selector=resources.owner_selector(name))[0]
+    ]
+    observed = observe_remote(remote, name, sorted({mesh_namespace, *labelled}))
+    applier = Applier(remote, name, settings, observed.kinds)
+    items = _removals(remote, name, observed)
+    for item in [] if settings.plan_only else items:
+        applier.apply(item, None)
+        logs.get().info("pruned %s", item.ref, extra={"remote": name, "component": item.component})
+    return items
 
 
 def _removals(remote: Cluster, name: str, observed: Observed) -> list[plan.Item]:
