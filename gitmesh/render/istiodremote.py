@@ -264,10 +264,28 @@ def sidecarinjector(remote: specs.IstiodRemote, ns: str, central: Central) -> Co
             "sidecarinjector",
             error=central.primary_error or "the primary's root certificate is not known",
         )
-    path = injection_path(remote)
     ca = base64.b64encode(central.root_cert.encode()).decode()
+    name = webhook_name(ns)
+    hook_meta = meta(remote, ns, name, "sidecarinjector", namespaced=False)
+    hook_meta["labels"].update({"app": "sidecar-injector", "istio.io/rev": "default"})
+    return Component(
+        "sidecarinjector",
+        (
+            {
+                "apiVersion": "admissionregistration.k8s.io/v1",
+                "kind": "MutatingWebhookConfiguration",
+                "metadata": hook_meta,
+                "webhooks": _hooks(injection_path(remote), ns, ca),
+            },
+        ),
+    )
+
+
+def _hooks(path: str, ns: str, ca: str) -> list[Obj]:
+    """The four webhooks of the default revision: by namespace or object label, each
+    with its revision and istio-injection selectors."""
     not_false = {"matchExpressions": [_expr("sidecar.istio.io/inject", "NotIn", "false")]}
-    hooks = [
+    return [
         {
             **_webhook("rev.namespace.", path, ns, ca),
             "namespaceSelector": {
@@ -316,20 +334,6 @@ def sidecarinjector(remote: specs.IstiodRemote, ns: str, central: Central) -> Co
             },
         },
     ]
-    name = webhook_name(ns)
-    hook_meta = meta(remote, ns, name, "sidecarinjector", namespaced=False)
-    hook_meta["labels"].update({"app": "sidecar-injector", "istio.io/rev": "default"})
-    return Component(
-        "sidecarinjector",
-        (
-            {
-                "apiVersion": "admissionregistration.k8s.io/v1",
-                "kind": "MutatingWebhookConfiguration",
-                "metadata": hook_meta,
-                "webhooks": hooks,
-            },
-        ),
-    )
 
 
 def render(remote: specs.IstiodRemote, mesh: specs.Mesh, central: Central) -> Rendered:

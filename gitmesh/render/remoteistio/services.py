@@ -113,49 +113,63 @@ def services(ctx: Ctx) -> tuple[Component, Mapping[str, tuple[str, ...]] | None]
                 "spec": svc_spec,
             }
         )
-        reqs = selector_of(entry, ctx.central)
-        ips = {str(ip) for ip in entry.pod_ips}
-        if reqs is not None:
-            ips |= {
-                p.ip
-                for p in ctx.central.pods
-                if p.ready and p.ip and selectors.matches(reqs, p.labels)
-            }
-        addresses = [{"ip": ip} for ip in sorted(ips, key=_ip_key)]
-        if not addresses:
-            chosen = (
-                f"labelSelector {entry.label_selector}"
-                if entry.label_selector
-                else f"the selector of Service {entry.name}"
-            )
+        addresses, unmatched = _addresses(ctx, entry)
+        if unmatched:
             warnings.append(
                 f"enabled service {entry.name}: no ready pod in {where} matches "
-                + (chosen if reqs is not None else "anything (no Service, no labelSelector)")
+                + unmatched
                 + " and the spec lists no podIPs; its Endpoints are empty"
             )
-        endpoints: Obj = {
-            "apiVersion": "v1",
-            "kind": "Endpoints",
-            "metadata": object_meta(ctx, entry.name, "services"),
-        }
-        ep_ports = []
-        for p in ports:
-            ep: Obj = {"port": _endpoint_port(p), "protocol": p["protocol"]}
-            if p.get("name"):
-                ep["name"] = p["name"]
-            ep_ports.append(ep)
-        if addresses:
-            subset: Obj = {"addresses": addresses}
-            if ep_ports:
-                subset["ports"] = ep_ports
-            endpoints["subsets"] = [subset]
+        endpoints, snapshot[entry.name] = _endpoints(ctx, entry, ports, addresses)
         objects.append(endpoints)
-        snapshot[entry.name] = (
-            tuple(f"{_host(a['ip'])}:{p['port']}" for a in addresses for p in ep_ports)
-            if ep_ports
-            else tuple(a["ip"] for a in addresses)
-        )
     return Component("services", tuple(objects), warnings=tuple(warnings)), snapshot
+
+
+def _addresses(ctx: Ctx, entry: specs.IstioService) -> tuple[list[Obj], str]:
+    """The ready central pods behind an enabled service and its listed podIPs, in address
+    order; when there are none, what matched nothing (for the warning)."""
+    reqs = selector_of(entry, ctx.central)
+    ips = {str(ip) for ip in entry.pod_ips}
+    if reqs is not None:
+        ips |= {
+            p.ip for p in ctx.central.pods if p.ready and p.ip and selectors.matches(reqs, p.labels)
+        }
+    addresses = [{"ip": ip} for ip in sorted(ips, key=_ip_key)]
+    if addresses:
+        return addresses, ""
+    if reqs is None:
+        return [], "anything (no Service, no labelSelector)"
+    if entry.label_selector:
+        return [], f"labelSelector {entry.label_selector}"
+    return [], f"the selector of Service {entry.name}"
+
+
+def _endpoints(
+    ctx: Ctx, entry: specs.IstioService, ports: list[Obj], addresses: list[Obj]
+) -> tuple[Obj, tuple[str, ...]]:
+    """The Endpoints object of an enabled service, and its snapshot ("ip:port" entries)."""
+    endpoints: Obj = {
+        "apiVersion": "v1",
+        "kind": "Endpoints",
+        "metadata": object_meta(ctx, entry.name, "services"),
+    }
+    ep_ports = []
+    for p in ports:
+        ep: Obj = {"port": _endpoint_port(p), "protocol": p["protocol"]}
+        if p.get("name"):
+            ep["name"] = p["name"]
+        ep_ports.append(ep)
+    if addresses:
+        subset: Obj = {"addresses": addresses}
+        if ep_ports:
+            subset["ports"] = ep_ports
+        endpoints["subsets"] = [subset]
+    snapshot = (
+        tuple(f"{_host(a['ip'])}:{p['port']}" for a in addresses for p in ep_ports)
+        if ep_ports
+        else tuple(a["ip"] for a in addresses)
+    )
+    return endpoints, snapshot
 
 
 def endpoints(
