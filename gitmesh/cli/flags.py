@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from gitmesh.errors import GitmeshError
-from gitmesh.settings import Settings
+from gitmesh.settings import DEFAULT_CONCURRENCY, Settings
 
 if TYPE_CHECKING:
     from gitmesh.cluster import Cluster
@@ -214,8 +214,9 @@ def _pass_flags(g: argparse._ArgumentGroup) -> None:
     g.add_argument(
         "--concurrency",
         type=positive_int,
-        default=env("CONCURRENCY") or "32",  # settings.DEFAULT_CONCURRENCY
-        help="remotes reconciled in parallel, each with its reads at once (default: 32, "
+        default=env("CONCURRENCY") or str(DEFAULT_CONCURRENCY),
+        help="remotes reconciled in parallel, each with its reads at once (default: "
+        f"{DEFAULT_CONCURRENCY}, "
         "for remotes a WAN away: the work is in waiting)",
     )
     g.add_argument(

@@ -160,8 +160,8 @@ def test_logs_are_text_on_a_terminal_and_json_otherwise() -> None:
 
 
 def test_the_flag_default_concurrency_is_the_library_default() -> None:
-    """The parser does not import gitmesh.reconcile (startup time) and says the number
-    itself: the two must agree."""
+    """The flag's default is the pass's (gitmesh.settings, which the parser imports
+    without the Kubernetes client)."""
 
     args = cli.build_parser().parse_args(["reconcile", "--once", "--repo", "x"])
     assert args.concurrency == DEFAULT_CONCURRENCY == Settings().concurrency
