@@ -77,3 +77,39 @@ def test_a_primary_cluster_id_must_be_one_istio_accepts() -> None:
         except ValueError:
             continue
         raise AssertionError(f"{bad!r} was accepted")
+
+
+def test_each_model_says_what_it_needs_of_the_pipeline() -> None:
+    """render.needs is the only place a stage learns what a model asks of it: the central
+    CA and the pilot's read of gitmesh's kubeconfig Secret for a RemoteIstio (unless it
+    brings its own CA), the primary (and the address it reaches the remote at) for an
+    IstiodRemote; only a RemoteIstio's Endpoints follow central's pods."""
+    istio, own_ca = (
+        specs.RemoteIstio.model_validate(
+            {
+                "apiVersion": "istio.banzaicloud.io/v1beta1",
+                "kind": "RemoteIstio",
+                "metadata": {"name": "r"},
+                "spec": {"enabledServices": [{"name": "istio-pilot"}], **extra},
+            }
+        )
+        for extra in ({}, {"citadel": {"caSecretName": "mine"}})
+    )
+    assert render.needs(istio) == render.Needs(
+        central_ca=True, pilot_reads_kubeconfig=True, central_pods=True
+    )
+    assert not render.needs(own_ca).central_ca
+    assert render.needs(remote()) == render.Needs(primary=True)
+    server = "https://w.example:6443"
+    assert render.needs(remote(server=server)).primary_server == server
+    pilot = render.Pod("pilot-1", "10.0.0.1", {"app": "pilot"}, True)
+    central = render.Central(
+        pods=(pilot,),
+        services={"istio-pilot": render.CentralService("istio-pilot", {"app": "pilot"}, ())},
+    )
+    assert render.follows(istio, central, [{"app": "pilot"}])
+    assert not render.follows(istio, central, [{"app": "mixer"}])
+    assert not render.follows(remote(), central, [{"app": "pilot"}])
+    assert render.endpoints(remote(), MESH, central) is None
+    found = render.endpoints(istio, MESH, central)
+    assert found is not None and found[1] == {"istio-pilot": ("10.0.0.1",)}
