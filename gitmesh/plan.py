@@ -310,6 +310,27 @@ def namespace_labels(
     )
 
 
+def new_namespace(
+    component_name: str,
+    ns: Obj,
+    wanted: Mapping[str, str],
+    wanted_annotations: Mapping[str, str] | None = None,
+) -> Item:
+    """Create a namespace gitmesh makes, with the keys it sets recorded as
+    `namespace_labels` records them: the next pass finds nothing to change."""
+    body: Obj = _copy(ns)
+    annotations = body["metadata"].setdefault("annotations", {})
+    for record, keys in (
+        (LABELS_ANNOTATION, wanted),
+        (ANNOTATIONS_ANNOTATION, wanted_annotations or {}),
+    ):
+        if keys:
+            annotations[record] = ",".join(sorted(keys))
+    if not annotations:
+        del body["metadata"]["annotations"]
+    return component(component_name, [body], [])[0]
+
+
 def _escape(key: str) -> str:
     return key.replace("~", "~0").replace("/", "~1")
 

@@ -123,7 +123,10 @@ def component_items(comp: render.Component, observed: Observed, namespace: str) 
         )
         if existing is None:
             ns = next(o for o in comp.objects if o["kind"] == "Namespace")
-            items.insert(0, plan.component("common", [ns], [])[0])
+            created = plan.new_namespace(
+                "common", ns, comp.namespace_labels, comp.namespace_annotations
+            )
+            items.insert(0, created)
         elif comp.namespace_labels or comp.namespace_annotations or records(existing):
             items.append(
                 plan.namespace_labels(

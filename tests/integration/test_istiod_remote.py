@@ -137,6 +137,22 @@ def test_an_istiod_remote_gets_what_istios_charts_install(world: World) -> None:
     assert world.status_commits() == commits
 
 
+def test_a_namespace_gitmesh_created_is_a_no_op_on_the_next_pass(world: World) -> None:
+    """The remote has no istio-system: gitmesh creates it with the network label and the
+    control-plane annotation, recorded as it records them on a namespace it finds; the
+    second pass writes and commits nothing (before: `common ~1`, the records added, and
+    a status commit)."""
+    world.delete_namespace(EU, NS)
+    join_primary(world)
+    assert world.reconcile() == 0
+    ns = world.get(EU, "namespaces", "", NS)
+    assert ns["metadata"]["labels"][istiodremote.NETWORK_LABEL] == "network2"
+    before, commits = world.writes(), world.status_commits()
+    assert world.reconcile() == 0
+    assert world.writes() == before
+    assert world.status_commits() == commits
+
+
 def test_the_gateway_address_change_is_followed(world: World) -> None:
     join_primary(world)
     assert world.reconcile() == 0

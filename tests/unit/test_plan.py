@@ -157,3 +157,20 @@ def test_a_configmap_is_shown_as_it_is() -> None:
 )
 def test_a_ref_reads_as_kubectl_names_it(obj: Obj, text: str) -> None:
     assert str(plan.Ref.of(obj)) == text
+
+
+def test_a_namespace_gitmesh_creates_needs_nothing_next_pass() -> None:
+    """Created with its records, the namespace is what `namespace_labels` wants."""
+    ns = {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": "istio-system", "labels": {"net": "n2"}, "annotations": {"cp": "c"}},
+    }
+    created = plan.new_namespace("common", ns, {"net": "n2"}, {"cp": "c"})
+    assert created.action == "create" and created.body is not None
+    held = applied(created.body)
+    again = plan.namespace_labels("common", held, {"net": "n2"}, {"cp": "c"})
+    assert again.action == "unchanged", again.ops
+    # Without the records (what gitmesh created before), the next pass patched it.
+    bare = applied(plan.component("common", [ns], [])[0].body or {})
+    assert plan.namespace_labels("common", bare, {"net": "n2"}, {"cp": "c"}).action == "patch"
