@@ -34,7 +34,8 @@ KEYS = ("ca-cert.pem", "ca-key.pem", "root-cert.pem", "cert-chain.pem")
 
 
 class CAError(ValueError):
-    """The central CA material cannot sign (missing, unparsable, not a CA)."""
+    """The central CA material cannot sign an intermediate (missing, unparsable, not a CA,
+    pathlen 0, expired)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +52,13 @@ class Signer:
         """From the base64 data of the central CA Secret (Istio's `istio-ca-secret` or a
         plugged-in `cacerts`). Cached by that data: every remote of a pass needs it."""
         return _signer(tuple(sorted(data.items())))
+
+    def check_time(self, now: datetime.datetime) -> None:
+        """Refuse a central CA that is not valid at `now`: what it signed would not be."""
+        if now >= self.cert.not_valid_after_utc:
+            raise CAError(f"expired on {self.cert.not_valid_after_utc:%Y-%m-%d %H:%M}Z")
+        if now < self.cert.not_valid_before_utc:
+            raise CAError(f"is not valid before {self.cert.not_valid_before_utc:%Y-%m-%d %H:%M}Z")
 
     @classmethod
     def _load(cls, data: Mapping[str, str]) -> Signer:
@@ -71,11 +79,37 @@ class Signer:
             raise CAError("its key is neither RSA nor EC")
         if key.public_key() != cert.public_key():
             raise CAError("ca-key.pem is not the key of ca-cert.pem")
+        _check_can_sign_a_ca(cert)
         root_pem = base64.b64decode(data.get("root-cert.pem") or "") or cert_pem
         chain_pem = base64.b64decode(data.get("cert-chain.pem") or "") or cert_pem
         if root_pem.strip() not in chain_pem:
             chain_pem = chain_pem.rstrip(b"\n") + b"\n" + root_pem
         return cls(cert, key, chain_pem, root_pem)
+
+
+def _check_can_sign_a_ca(cert: x509.Certificate) -> None:
+    """gitmesh signs a CA under the central CA (each remote's intermediate), so the
+    central certificate must be a CA whose path length leaves room for one more CA below
+    it (RFC 5280 4.2.1.9: pathLenConstraint 0 allows end-entity certificates only) and
+    whose key usage, if it has one, includes certificate signing."""
+    try:
+        constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        raise CAError("ca-cert.pem is not a CA certificate (no basicConstraints)") from None
+    if not constraints.ca:
+        raise CAError("ca-cert.pem is not a CA certificate (basicConstraints CA:FALSE)")
+    if constraints.path_length == 0:
+        raise CAError(
+            "ca-cert.pem has pathlen:0: it may sign workload certificates but no CA, and "
+            "gitmesh signs an intermediate CA per remote under it; use a CA with a path "
+            "length of at least 1 (or none), or set citadel.caSecretName"
+        )
+    try:
+        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return
+    if not usage.key_cert_sign:
+        raise CAError("ca-cert.pem's key usage does not include keyCertSign")
 
 
 @functools.lru_cache(maxsize=8)
@@ -169,7 +203,13 @@ def mint(signer: Signer, remote: str, now: datetime.datetime) -> dict[str, str]:
     )
 
 
-def self_signed_root(organization: str, now: datetime.datetime) -> dict[str, str]:
+def self_signed_root(
+    organization: str,
+    now: datetime.datetime,
+    *,
+    lifetime: datetime.timedelta = 10 * LIFETIME,
+    path_length: int | None = None,
+) -> dict[str, str]:
     """A root CA as Istio's self-signed citadel keeps it in `istio-ca-secret`
     (`ca-cert.pem`, `ca-key.pem`): for the demo and tests."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=KEY_SIZE)
@@ -180,8 +220,8 @@ def self_signed_root(organization: str, now: datetime.datetime) -> dict[str, str
         issuer=name,
         signer_key=key,
         not_before=now,
-        not_after=now + 10 * LIFETIME,
-        path_length=None,
+        not_after=now + lifetime,
+        path_length=path_length,
     )
     return _b64(
         {"ca-cert.pem": cert.public_bytes(serialization.Encoding.PEM), "ca-key.pem": _pem_key(key)}
@@ -200,7 +240,11 @@ def keep(
         signer.root_pem,
         remote,
     )
-    return window is not None and window[0] <= now and window[1] - now >= RENEW_BEFORE
+    if window is None or window[0] > now:
+        return False
+    # Far from expiry; or as long as the central CA lets it last (in the central CA's last
+    # month a new one could last no longer: re-minting it every pass would only churn).
+    return window[1] - now >= RENEW_BEFORE or window[1] >= signer.cert.not_valid_after_utc
 
 
 @functools.lru_cache(maxsize=4096)

@@ -4,6 +4,7 @@ kind, all at once)."""
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import time
@@ -85,7 +86,7 @@ def _central_ca(central: Cluster, mesh: specs.Mesh) -> tuple[dict[str, str] | No
     try:
         secret = central.get(resources.SECRET, ns, mesh.central.ca_secret_name)
         ca_data = dict(secret.get("data") or {})
-        ca.Signer.from_secret(ca_data)
+        ca.Signer.from_secret(ca_data).check_time(datetime.datetime.now(datetime.UTC))
     except errors.NotFound:
         return None, None
     except errors.ClusterError as e:

@@ -78,6 +78,11 @@ def reconcile_remote(
             )
             applier = Applier(remote, name, settings, observed.kinds)
             _credential_warnings(out, config, ctx)
+            needs = render.needs(spec)
+            if needs.central_ca and central_state.ca_error:
+                # A central CA that cannot sign this remote's intermediate: nothing is
+                # written (the namespace and mesh config would be half a remote).
+                out.failure = central_state.ca_error
             _components(
                 out,
                 rendered,
@@ -87,7 +92,6 @@ def reconcile_remote(
                 ctx=ctx,
             )
             _strays(out, rendered, observed, applier)
-            needs = render.needs(spec)
             if out.failure is None and needs.primary:
                 step = _Primary(name, remote, config, rendered.namespace, needs.primary_server)
                 _primary_secret(out, step, central=central, mesh=mesh, settings=settings, ctx=ctx)

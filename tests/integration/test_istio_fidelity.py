@@ -6,6 +6,7 @@ hold what actually lands on the clusters, on both backends."""
 from __future__ import annotations
 
 import base64
+import datetime
 import shutil
 import subprocess
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
+from gitmesh.credentials import ca
 from gitmesh.testing import sandbox
 from tests.integration.conftest import World
 from tests.unit.test_fidelity import INJECTOR_FLAGS
@@ -136,3 +138,61 @@ def test_a_remote_serving_only_v1beta1_webhooks_gets_one(world: World) -> None:
     before = world.writes(EU)
     assert world.reconcile() == 0
     assert world.writes(EU) == before
+
+
+def replace_central_ca(world: World, data: dict[str, str]) -> None:
+    world.merge_patch("central", "secrets", NS, sandbox.CA_SECRET, {"data": data})
+
+
+def citadel_digest(world: World, remote: str) -> str:
+    deploy = world.get(remote, "deployments", NS, "istio-citadel", group="apps")
+    digest: str = deploy["spec"]["template"]["metadata"]["annotations"]["gitmesh.io/cacerts-digest"]
+    return digest
+
+
+def test_a_central_ca_rotation_restarts_citadel_once(world: World) -> None:
+    """After the central CA is rotated, one pass mints each remote a new intermediate and
+    changes citadel's pod template with it (citadel reads its CA only at start: sources in
+    tests/unit/test_render.py), then the next pass writes nothing."""
+    assert world.reconcile() == 0
+    first = {r: citadel_digest(world, r) for r in (SAMPLE, EU)}
+    replace_central_ca(world, ca.self_signed_root("rotated", datetime.datetime.now(datetime.UTC)))
+    assert world.reconcile() == 0
+    for remote in (SAMPLE, EU):
+        assert citadel_digest(world, remote) != first[remote]
+    before, commits = world.writes(), world.status_commits()
+    assert world.reconcile() == 0
+    assert world.writes() == before
+    assert world.status_commits() == commits
+
+
+def test_a_central_ca_three_days_from_expiry_is_a_no_op_every_pass(world: World) -> None:
+    """Before: in the central CA's last 30 days every pass minted a new `cacerts` for every
+    remote (`citadel +0 ~1 -0`) and committed a status change."""
+    now = datetime.datetime.now(datetime.UTC)
+    replace_central_ca(
+        world, ca.self_signed_root("short", now, lifetime=datetime.timedelta(days=3))
+    )
+    assert world.reconcile() == 0
+    before, commits = world.writes(), world.status_commits()
+    assert world.reconcile() == 0
+    assert world.writes() == before
+    assert world.status_commits() == commits
+
+
+def test_a_central_ca_that_cannot_sign_an_intermediate_is_refused_before_any_write(
+    world: World,
+) -> None:
+    """A pathlen:0 central CA (an intermediate itself) would let citadel start and every
+    workload chain fail `path length constraint exceeded`: the remotes are refused with
+    the reason, and nothing is written to them."""
+    now = datetime.datetime.now(datetime.UTC)
+    replace_central_ca(world, ca.self_signed_root("leafish", now, path_length=0))
+    writes = {r: world.writes(r) for r in (SAMPLE, EU)}
+    assert world.reconcile() == 1
+    for remote in (SAMPLE, EU):
+        status = world.status()[f"status/{remote}.yaml"]
+        assert status["state"] == "ReconcileFailed"
+        assert "pathlen:0" in status["message"]
+        assert world.writes(remote) == writes[remote]
+        assert "cacerts" not in world.names(remote, "secrets", NS)

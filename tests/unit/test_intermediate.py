@@ -86,3 +86,50 @@ def test_central_ca_problems_are_named(central: dict[str, str]) -> None:
     other = ca.self_signed_root("cluster.local", NOW)
     with pytest.raises(ca.CAError, match=r"not the key of ca-cert\.pem"):
         ca.Signer.from_secret({**central, "ca-key.pem": other["ca-key.pem"]})
+
+
+DAY = datetime.timedelta(days=1)
+
+
+@pytest.mark.parametrize(
+    ("central_life", "checked_at", "kept"),
+    [
+        # A central CA of ten years: the intermediate lasts a year, renewed in its last month.
+        (3650 * DAY, 300 * DAY, True),
+        (3650 * DAY, 340 * DAY, False),
+        # Istio 1.0/1.1's self-signed CA lasts a year: the intermediate ends with it, and is
+        # never re-minted in the central CA's last month (a new one could last no longer).
+        (365 * DAY, 340 * DAY, True),
+        (365 * DAY, 364 * DAY, True),
+        # A central CA three days from expiry: kept every pass until then.
+        (3 * DAY, 0 * DAY, True),
+        (3 * DAY, 2 * DAY, True),
+    ],
+)
+def test_an_intermediate_is_minted_once_in_every_month_of_the_central_cas_life(
+    central_life: datetime.timedelta, checked_at: datetime.timedelta, kept: bool
+) -> None:
+    """Before: in the central CA's last 30 days every pass minted a new `cacerts` (the
+    intermediate could not outlive the central CA, so it was always "due")."""
+    signer = ca.Signer.from_secret(ca.self_signed_root("c", NOW, lifetime=central_life))
+    cacerts = ca.mint(signer, "eu", NOW)
+    assert ca.keep(cacerts, signer, "eu", NOW + checked_at) is kept
+
+
+def test_a_central_ca_that_cannot_sign_an_intermediate_is_refused() -> None:
+    """pathlen:0 (what Istio's tools/certs make of a per-cluster intermediate) allows no CA
+    below it: every workload chain would fail `path length constraint exceeded`."""
+    with pytest.raises(ca.CAError, match="pathlen:0"):
+        ca.Signer.from_secret(ca.self_signed_root("c", NOW, path_length=0))
+    assert ca.Signer.from_secret(ca.self_signed_root("c", NOW, path_length=1))
+    expired = ca.Signer.from_secret(ca.self_signed_root("c", NOW - 2 * DAY, lifetime=DAY))
+    with pytest.raises(ca.CAError, match="expired on"):
+        expired.check_time(NOW)
+    ca.Signer.from_secret(ca.self_signed_root("c", NOW)).check_time(NOW)
+
+
+def test_an_intermediate_gitmesh_minted_cannot_be_a_central_ca(signer: ca.Signer) -> None:
+    """A remote's intermediate (CA, pathlen 0) handed over as a central CA is refused."""
+    minted = ca.mint(signer, "eu", NOW)
+    with pytest.raises(ca.CAError, match="pathlen:0"):
+        ca.Signer.from_secret({k: minted[k] for k in ("ca-cert.pem", "ca-key.pem")})

@@ -449,3 +449,34 @@ def test_endpoints_hold_only_ready_pods_and_central_ports() -> None:
     subset = find(objs, "Endpoints", "istio-pilot")["subsets"][0]
     assert subset["addresses"] == [{"ip": "10.24.0.2"}]
     assert subset["ports"] == [{"name": "grpc-xds", "port": 15010, "protocol": "TCP"}]
+
+
+def test_citadel_restarts_when_the_cacerts_gitmesh_writes_change() -> None:
+    """Citadel 1.0/1.1 reads a plugged-in CA once, when it starts: createCA, called once
+    from main, loads --signing-cert/--signing-key/--cert-chain/--root-cert through
+    ca.NewPluggedCertIstioCAOptions (istio 1.0.5 security/cmd/istio_ca/main.go lines 320
+    and 411-428; 1.1.0 lines 393-417); the only rotator is the CA client's, started only
+    with an upstream --ca-address (1.0.5 lines 379-389, 1.1.0 lines 359-378), which
+    gitmesh never sets. So a new `cacerts` takes effect only through a restart: the pod
+    template carries its digest, and changes with it (a rollout, as `kubectl rollout
+    restart` makes one). A CA the spec brings (caSecretName) is not gitmesh's to watch."""
+
+    def digest(cacerts: dict[str, str] | None, change: Callable[[Obj], None] | None = None) -> Any:
+        spec = copy.deepcopy(SAMPLE)
+        if change:
+            change(spec)
+        out = render.remote(
+            specs.RemoteIstio.model_validate(spec),
+            specs.Mesh.model_validate(MESH),
+            CENTRAL,
+            cacerts=cacerts,
+        )
+        objs = [o for c in out.components for o in c.objects]
+        template = find(objs, "Deployment", "istio-citadel")["spec"]["template"]
+        return template["metadata"]["annotations"].get("gitmesh.io/cacerts-digest")
+
+    renewed = {**CACERTS, "ca-cert.pem": "bmV3"}
+    assert digest(CACERTS) is not None
+    assert digest(CACERTS) == digest(dict(CACERTS))  # the same cacerts, no restart
+    assert digest(renewed) != digest(CACERTS)
+    assert digest(None, spec_set("spec.citadel.caSecretName", "mine")) is None

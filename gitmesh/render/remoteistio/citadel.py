@@ -3,6 +3,10 @@ signing with the intermediate gitmesh keeps in `cacerts`), its RBAC and Service.
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Mapping
+
 from gitmesh.render.base import (
     Component,
 )
@@ -52,6 +56,7 @@ def citadel(ctx: Ctx) -> Component:
             container=_container(ctx),
             volumes=[{"name": "cacerts", "secret": {"secretName": ca_secret, "optional": False}}],
             node_selector=conf.node_selector,
+            pod_annotations=_restart_on(ctx.cacerts) if conf.ca_secret_name is None else None,
         )
     )
     monitoring = ctx.profile.monitoring_port
@@ -86,6 +91,21 @@ def citadel(ctx: Ctx) -> Component:
             },
         )
     return Component("citadel", tuple(objects))
+
+
+# Citadel 1.0/1.1 reads a plugged-in CA once, at start (the source is cited in
+# tests/unit/test_render.py::test_citadel_restarts_when_the_cacerts_gitmesh_writes_change):
+# a new `cacerts` takes effect when its pods restart, which a changed pod template makes
+# them do (as `kubectl rollout restart` and Helm's checksum annotations do).
+CACERTS_DIGEST = "gitmesh.io/cacerts-digest"
+
+
+def _restart_on(cacerts: Mapping[str, str] | None) -> dict[str, str]:
+    """The pod template annotation that changes when the `cacerts` gitmesh writes does."""
+    if cacerts is None:
+        return {}
+    text = json.dumps(dict(cacerts), sort_keys=True, separators=(",", ":"))
+    return {CACERTS_DIGEST: hashlib.sha256(text.encode()).hexdigest()[:32]}
 
 
 def _container(ctx: Ctx) -> Obj:

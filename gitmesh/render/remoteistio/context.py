@@ -171,6 +171,7 @@ def deployment(
     container: Obj,
     volumes: list[Obj],
     node_selector: Mapping[str, str],
+    pod_annotations: Mapping[str, str] | None = None,
 ) -> Obj:
     # The selector stays what gitmesh has always used (a Deployment's selector cannot
     # change); the Deployment carries upstream's labels as well.
@@ -188,7 +189,10 @@ def deployment(
         "replicas": replicas,
         "selector": {"matchLabels": labels},
         "template": {
-            "metadata": {"labels": labels, "annotations": dict(POD_ANNOTATIONS)},
+            "metadata": {
+                "labels": labels,
+                "annotations": {**POD_ANNOTATIONS, **(pod_annotations or {})},
+            },
             "spec": pod_spec,
         },
     }
