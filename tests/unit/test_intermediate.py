@@ -97,8 +97,10 @@ DAY = datetime.timedelta(days=1)
         # A central CA of ten years: the intermediate lasts a year, renewed in its last month.
         (3650 * DAY, 300 * DAY, True),
         (3650 * DAY, 340 * DAY, False),
-        # Istio 1.0/1.1's self-signed CA lasts a year: the intermediate ends with it, and is
-        # never re-minted in the central CA's last month (a new one could last no longer).
+        # Citadel's self-signed CA lasts a year (istio 1.0.5 security/cmd/istio_ca/main.go
+        # line 50: defaultSelfSignedCACertTTL = 365 * 24 * time.Hour, the default of
+        # --self-signed-ca-cert-ttl): the intermediate ends with it, and is never re-minted
+        # in the central CA's last month (a new one could last no longer).
         (365 * DAY, 340 * DAY, True),
         (365 * DAY, 364 * DAY, True),
         # A central CA three days from expiry: kept every pass until then.
