@@ -328,7 +328,9 @@ def _add_localkube(sub: Subparsers) -> None:
     p.add_argument(
         "--simulate-workloads",
         action="store_true",
-        help="Deployments report their replicas ready shortly after each write",
+        help="Deployments roll out shortly after each write (the emulator fills in their "
+        "status; kube-apiserver runs its controllers with a simulated kubelet, only inside "
+        "a network namespace of its own)",
     )
     p.add_argument(
         "--aggregator-routing",

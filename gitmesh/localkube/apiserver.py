@@ -49,7 +49,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from gitmesh.errors import GitmeshError
-from gitmesh.localkube import tlsgen, workloads
+from gitmesh.localkube import kubelet, tlsgen, workloads
 from gitmesh.localkube.apistore import ApiStore
 from gitmesh.localkube.server import count_matching
 from gitmesh.localkube.store import ApiError
@@ -66,6 +66,11 @@ CONTROLLERS = (
     "garbage-collector-controller",
     "serviceaccount-controller",
     "root-ca-certificate-publisher-controller",
+    # Deployments roll out into ReplicaSets and pods; pods start only with the simulated
+    # kubelet (simulate_workloads), else Deployments stay unavailable, as on a cluster
+    # without nodes.
+    "deployment-controller",
+    "replicaset-controller",
 )
 SEED_USER = "localkube:seed"
 # The control plane's own users and the store facade's: not a client's, not counted.
@@ -124,6 +129,17 @@ def free_port() -> int:
     raise GitmeshError("no free loopback port")
 
 
+class _Locked(Iterator[Any]):
+    """An iterator several threads take from (the pod IPs: tests and the kubelet)."""
+
+    def __init__(self, it: Iterator[Any]) -> None:
+        self._it, self._lock = it, threading.Lock()
+
+    def __next__(self) -> Any:
+        with self._lock:
+            return next(self._it)
+
+
 @dataclass(slots=True)
 class _Cluster:
     name: str
@@ -172,6 +188,8 @@ class KubeAPIServer:
         self.dir = Path(self._tmp.name)
         self._etcd: subprocess.Popen[bytes] | None = None
         self._logs: dict[int, Path] = {}
+        self._stopping = threading.Event()
+        self._kubelets: list[threading.Thread] = []
         # The store facade acts as its own user, left out of the counts: on the emulator,
         # store calls are not requests either.
         self._seed_token = secrets.token_urlsafe(24)
@@ -259,7 +277,7 @@ class KubeAPIServer:
                 port,
                 store,
                 d / f"{name}-audit.log",
-                itertools.islice(network.hosts(), 1, None),
+                _Locked(itertools.islice(network.hosts(), 1, None)),
                 0,
                 [proc],
             )
@@ -369,6 +387,9 @@ class KubeAPIServer:
 
     def stop(self) -> None:
         """End every process (and its group) and remove the temporary directory."""
+        self._stopping.set()
+        for thread in self._kubelets:
+            thread.join(timeout=STOP_GRACE)
         procs = [p for c in self.clusters.values() for p in reversed(c.processes)]
         if self._etcd is not None:
             procs.append(self._etcd)
@@ -451,7 +472,14 @@ class KubeAPIServer:
             time.sleep(0.1)
 
     def simulate_workloads(self, name: str, *, delay: float = 0.05) -> None:
-        """Nothing to simulate: no kubelet runs, and gitmesh does not wait for workloads."""
+        """Start cluster `name`'s simulated kubelet (gitmesh.localkube.kubelet): its pods
+        start, and its Deployments roll out by the real controllers."""
+        cluster = self.clusters[name]
+
+        ips = cluster.pod_ips
+        self._kubelets.append(
+            kubelet.start(cluster.store, lambda: str(next(ips)), self._stopping, delay=delay)
+        )
 
     # -- counts and the access log -------------------------------------------------------
 

@@ -66,11 +66,23 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_real(args: argparse.Namespace, names: list[str], stop: threading.Event) -> int:
-    from gitmesh.localkube.apiserver import KubeAPIServer  # noqa: PLC0415 - only when chosen
+    from gitmesh.localkube import netns  # noqa: PLC0415 - only when chosen
+    from gitmesh.localkube.apiserver import KubeAPIServer  # noqa: PLC0415
 
+    if args.simulate_workloads and not (netns.isolated() or netns.unreachable()):
+        print(
+            "gitmesh localkube: --simulate-workloads with --backend kube-apiserver runs only "
+            "in a network namespace of its own (a Ready pod's Service routes webhook calls "
+            "off the machine): run it, and kubectl, under `unshare -n` as root",
+            file=sys.stderr,
+        )
+        return 2
     with KubeAPIServer(
         clusters=names, access_log=args.access_log, aggregator_routing=args.aggregator_routing
     ) as server:
+        if args.simulate_workloads:
+            for name in names:
+                server.simulate_workloads(name)
         server.write_kubeconfig(args.kubeconfig)
         ports = ", ".join(f"{n}=127.0.0.1:{c.port}" for n, c in server.clusters.items())
         print(

@@ -15,7 +15,8 @@ if TYPE_CHECKING:
 
 
 def simulate(server: Server, name: str, *, delay: float = 0.05) -> None:
-    """Make Deployments on cluster `name` report their replicas ready after `delay`."""
+    """Make Deployments on cluster `name`, those there and those to come, report their
+    replicas ready after `delay`."""
     cluster = server.clusters[name]
     cluster.workload_delay = delay
     store = cluster.store
@@ -57,6 +58,8 @@ def simulate(server: Server, name: str, *, delay: float = 0.05) -> None:
         timer.start()
 
     store.on_commit.append(on_commit)
+    for obj in store.list(deploy, "").get("items") or ():  # those made before simulation
+        on_commit(Event(0, "MODIFIED", deploy.key, obj, None))
 
 
 class Hosting(Protocol):
@@ -98,7 +101,7 @@ def add_pod(
         },
     )
     obj = store.get(kind, namespace, pod)
-    obj["status"] = _pod_status(ip or str(next(cluster.pod_ips)), ready)
+    obj["status"] = pod_status(ip or str(next(cluster.pod_ips)), ready)
     updated: Obj = store.update(kind, namespace, pod, obj, subresource="status")
     return updated
 
@@ -117,14 +120,15 @@ def set_pod(
     kind = store.kind("", "v1", "pods")
     obj = store.get(kind, namespace, pod)
     status = obj.get("status", {})
-    obj["status"] = _pod_status(
+    obj["status"] = pod_status(
         ip or status.get("podIP", ""), ready if ready is not None else _is_ready(obj)
     )
     updated: Obj = store.update(kind, namespace, pod, obj, subresource="status")
     return updated
 
 
-def _pod_status(ip: str, ready: bool) -> Obj:
+def pod_status(ip: str, ready: bool) -> Obj:
+    """A started pod's status, as a kubelet reports it."""
     flag = "True" if ready else "False"
     return {
         "phase": "Running",
