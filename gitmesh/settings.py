@@ -28,6 +28,8 @@ class Settings:
     request_timeout: float = 30.0  # every Kubernetes request (connect and read)
     remote_timeout: float = 300.0  # all of one remote's work in a pass
     max_response: int = 16 * 1024 * 1024  # the largest answer read (cluster.MAX_RESPONSE)
+    health_timeout: float = 300.0  # how long a remote may be Progressing before Degraded
+    wait: bool = False  # wait (up to health_timeout) for the remote's rollouts
 
 
 @dataclass(frozen=True, slots=True)

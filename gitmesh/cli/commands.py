@@ -174,7 +174,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
             summary(result)
         else:
             print(planview.text(result, color=color()), end="")
-    return 0 if result.all_available else 1
+    return 0 if (result.all_available if args.wait else result.all_applied) else 1
 
 
 def _hold_lease(args: argparse.Namespace, repo: meshrepo.Repo, held: contextlib.ExitStack) -> bool:

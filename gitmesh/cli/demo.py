@@ -75,7 +75,7 @@ class Demo:
         self.central_config = kube.write_kubeconfig(workdir / "kubeconfig", CENTRAL)
         self.central = Cluster(CENTRAL, kube.kubeconfig(CENTRAL))
         self.branch = StatusBranch(self.source.cache, specs.STATUS_BRANCH)
-        self.settings = Settings(concurrency=4)
+        self.settings = Settings(concurrency=4, wait=True, health_timeout=60.0)
 
     def step(self, title: str) -> None:
         self.step_no += 1

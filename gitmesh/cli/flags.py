@@ -243,6 +243,14 @@ def _pass_flags(g: argparse._ArgumentGroup) -> None:
         "ReconcileFailed and the others go on (default: 5m)",
     )
     g.add_argument(
+        "--health-timeout",
+        type=duration_arg(minimum=0.0),
+        default=env("HEALTH_TIMEOUT") or "5m",
+        metavar="DURATION",
+        help="how long a remote whose Deployments have not rolled out stays Progressing "
+        "before it is Degraded (default: 5m)",
+    )
+    g.add_argument(
         "--allow-exec",
         action="store_true",
         default=env("ALLOW_EXEC", "") in ("1", "true"),
@@ -312,6 +320,8 @@ def pass_settings(args: argparse.Namespace, **overrides: bool) -> Settings:
         request_timeout=args.request_timeout,
         remote_timeout=args.remote_timeout,
         max_response=args.max_response_size,
+        health_timeout=args.health_timeout,
+        wait=getattr(args, "wait", False),
         **overrides,
     )
 

@@ -120,7 +120,17 @@ def _add_reconcile(sub: Subparsers) -> None:
     p = sub.add_parser("reconcile", help="reconcile every remote once and commit the status")
     add_source_flags(p)
     add_cluster_flags(p)
-    p.add_argument("--once", action="store_true", help="one pass, then exit (0: all Available)")
+    p.add_argument(
+        "--once",
+        action="store_true",
+        help="one pass, then exit (0: every remote applied; with --wait, all Available)",
+    )
+    p.add_argument(
+        "--wait",
+        action="store_true",
+        help="wait, up to --health-timeout, for each remote's Deployments to roll out "
+        "(as `kubectl rollout status`); a remote still rolling out then is Degraded",
+    )
     p.add_argument_group("the pass (each flag also from GITMESH_<FLAG>)").add_argument(
         "--workers",
         type=positive_int,

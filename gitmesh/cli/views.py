@@ -81,7 +81,12 @@ def summary(result: PassResult) -> None:
         )
         if report.state in ("Removed",):
             done = f"{result.report.pruned.get(name, 0)} deleted"
-        detail = report.message if report.state not in ("Available", "Removed") else done
+        applied = report.state in ("Available", "Removed", "Progressing")
+        detail = "; ".join(
+            d
+            for d in (done if applied else "", report.message if report.state != "Removed" else "")
+            if d
+        )
         rows.append((name, report.state, detail or "no changes"))
     width = max((len(r[0]) for r in rows), default=0)
     for name, state, detail in rows:

@@ -27,6 +27,9 @@ class Applier:
         # Namespaces a dry run created only in pretence: what goes into them is not sent
         # (the server would answer NotFound), it is counted as created.
         self.pretended: set[str] = set()
+        # The server's answer to each Deployment written: its generation and status are
+        # the freshest there are, for readiness (gitmesh.health).
+        self.written: dict[plan.Ref, Obj] = {}
 
     def apply(self, item: plan.Item, desired: Obj | None) -> str:
         """Apply one item; returns what was done: created, patched, deleted or unchanged."""
@@ -68,12 +71,12 @@ class Applier:
             if item.ref.kind == "ClusterRole" and item.body.get("rules"):
                 self._create_role(res, item.body, dry=dry)
             else:
-                self.remote.create(res, item.body, dry_run=dry)
+                self._keep(item, self.remote.create(res, item.body, dry_run=dry))
             if dry and item.ref.kind == "Namespace":
                 self.pretended.add(item.ref.name)
             return "created"
         if item.action == "patch":
-            self.remote.patch(
+            answer = self.remote.patch(
                 res,
                 ns,
                 item.ref.name,
@@ -81,6 +84,7 @@ class Applier:
                 resource_version=item.resource_version,
                 dry_run=dry,
             )
+            self._keep(item, answer)
             return "patched"
         if item.action == "delete":
             self.remote.delete(
@@ -88,6 +92,10 @@ class Applier:
             )
             return "deleted"
         return "unchanged"
+
+    def _keep(self, item: plan.Item, answer: Obj) -> None:
+        if item.ref.kind == "Deployment" and not self.settings.dry_run:
+            self.written[item.ref] = answer
 
     def _replan(self, item: plan.Item, desired: Obj | None) -> plan.Item:
         res = self.kinds[item.ref.kind]

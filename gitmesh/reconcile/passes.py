@@ -187,7 +187,13 @@ def _finish(
         for name in removed
         if name in results
     }
-    report = PassReport(revision, reports, removed=tuple(removed), pruned=pruned)
+    report = PassReport(
+        revision,
+        reports,
+        removed=tuple(removed),
+        pruned=pruned,
+        health_timeout=settings.health_timeout,
+    )
     return PassResult(report, results, central=central_state)
 
 

@@ -7,12 +7,13 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
-from gitmesh import errors, kubeconfigs, logs, plan, render, resources, specs
+from gitmesh import errors, health, kubeconfigs, logs, plan, render, resources, specs
 from gitmesh.cluster import Cluster
 from gitmesh.credentials import ca
 from gitmesh.credentials.remote import (
@@ -23,7 +24,7 @@ from gitmesh.credentials.remote import (
     renewed,
     set_multicluster,
 )
-from gitmesh.reconcile import primary
+from gitmesh.reconcile import primary, rollouts
 from gitmesh.reconcile.apply import Applier, apply_component, component_items
 from gitmesh.reconcile.observe import Observed, observe_remote
 from gitmesh.resources import Obj
@@ -40,6 +41,7 @@ class _Outcome:
     reports: list[ComponentReport] = field(default_factory=list)
     items: list[plan.Item] = field(default_factory=list)
     failure: str | None = None
+    rollouts: list[health.Rollout] = field(default_factory=list)  # not rolled out yet
 
 
 def reconcile_remote(
@@ -60,6 +62,7 @@ def reconcile_remote(
     log = logs.get()
     ctx = {"remote": name, "revision": revision[:12]}
     log.debug("planning remote" if settings.plan_only else "reconciling remote", extra=ctx)
+    started = time.monotonic()
     namespace = settings.namespace or mesh.namespace
     config: Mapping[str, Any] | None = None
     out = _Outcome()
@@ -69,6 +72,7 @@ def reconcile_remote(
             if secret is not None and not (settings.plan_only or settings.dry_run):
                 secret = renewed(name, remote, config, central, secret)
             observed = observe_remote(remote, name, [specs.remote_namespace(spec, mesh)], reads)
+            needs = render.needs(spec)
             rendered = render.remote(
                 spec,
                 mesh,
@@ -78,10 +82,9 @@ def reconcile_remote(
             )
             applier = Applier(remote, name, settings, observed.kinds)
             _credential_warnings(out, config, ctx)
-            needs = render.needs(spec)
+            # A central CA that cannot sign this remote's intermediate: nothing is written,
+            # not even the namespace and mesh config (they would be half a remote).
             if needs.central_ca and central_state.ca_error:
-                # A central CA that cannot sign this remote's intermediate: nothing is
-                # written (the namespace and mesh config would be half a remote).
                 out.failure = central_state.ca_error
             _components(
                 out,
@@ -95,6 +98,8 @@ def reconcile_remote(
             if out.failure is None and needs.primary:
                 step = _Primary(name, remote, config, rendered.namespace, needs.primary_server)
                 _primary_secret(out, step, central=central, mesh=mesh, settings=settings, ctx=ctx)
+            if out.failure is None and not (settings.plan_only or settings.dry_run):
+                out.rollouts = rollouts.check(rendered, observed, applier, started, interrupted)
     except Exception as e:  # one remote's failure, whatever it is, is that remote's alone
         message = failed(name, e, config)
         _log_failure(settings, ctx, message)
@@ -147,10 +152,16 @@ def _result(
         f"objects{f.title()}": sum(getattr(r, f) for r in out.reports)
         for f in ("created", "patched", "deleted")
     }
-    log.info("remote reconciled", extra={**ctx, "status": "Available", **counts})
+    state, message = health.state(out.rollouts)
+    extra = {**ctx, "status": state, **counts, **({"waiting": message} if message else {})}
+    log.info("remote reconciled", extra=extra)
     return RemoteResult(
         RemoteReport(
-            name, "Available", components=tuple(out.reports), endpoints=rendered.endpoints
+            name,
+            state,
+            message=message,
+            components=tuple(out.reports),
+            endpoints=rendered.endpoints,
         ),
         tuple(out.items),
         desired=_digests(rendered) if settings.desired_digests else {},

@@ -135,6 +135,7 @@ def merge(revision: str, results: list[PassResult]) -> PassResult:
             {n: r for result in results for n, r in result.report.remotes.items()},
             removed=removed,
             pruned={n: k for result in results for n, k in result.report.pruned.items()},
+            health_timeout=max((r.report.health_timeout for r in results), default=300.0),
         ),
         remotes,
         central=next((r.central for r in results if r.central is not None), None),

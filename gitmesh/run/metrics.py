@@ -70,6 +70,9 @@ class Metrics:
         self.remote_available = Gauge(
             "gitmesh_remote_available", "1 when the remote is Available", ["remote"], registry=r
         )
+        self.remote_progressing = Gauge(
+            "gitmesh_remote_progressing", "1 while its Deployments roll out", ["remote"], registry=r
+        )
         self.endpoint_latency = Histogram(
             "gitmesh_endpoint_sync_latency_seconds",
             "From a central pod change to the remotes' Endpoints updated",
@@ -107,5 +110,7 @@ class Metrics:
                 desired[name] = res.desired
             m.pass_duration.labels(name, "all").observe(sum(c.seconds for c in report.components))
             m.remote_available.labels(name).set(1 if report.state == "Available" else 0)
+            rolling = report.state in ("Progressing", "Degraded")
+            m.remote_progressing.labels(name).set(1 if rolling else 0)
             if report.state == "Available":
                 m.last_success.labels(name).set(time.time())

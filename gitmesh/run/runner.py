@@ -29,6 +29,7 @@ metrics port cannot starve.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -50,6 +51,7 @@ from gitmesh.run.endpointsync import EndpointSync, PendingEndpoints
 from gitmesh.run.gatewaywatch import GatewayWatch
 from gitmesh.run.leader import Elector
 from gitmesh.run.metrics import Metrics
+from gitmesh.run.rechecks import RECHECK, Rechecks
 from gitmesh.run.shards import Membership
 from gitmesh.settings import RunSettings, Settings
 from gitmesh.source import Snapshot, Source
@@ -92,6 +94,7 @@ class Runner:
         # Passes run side by side on disjoint remotes (gitmesh.run.busy).
         self.busy = Busy(self._catch_up)
         self._status_lock = threading.Lock()
+        self.rechecks = Rechecks(settings.health_timeout)
         self.central.observer = self._observe_request
         # Audit logs name the replica behind every write.
         self.user_agent = f"{USER_AGENT} ({run.identity})"
@@ -303,6 +306,19 @@ class Runner:
         except errors.StatusWriteError as e:
             log.error("writing the status branch failed", extra={"error": str(e)})
         self.ready.set()
+        if self.rechecks.after(report) and self.scheduler.running:
+            when = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=RECHECK)
+            self.scheduler.add_job(
+                self._recheck, "date", run_date=when, id="rollouts", replace_existing=True
+            )
+
+    def _recheck(self) -> None:
+        """A pass over the remotes still rolling out, at the revision last reconciled."""
+        snapshot, repo, names = self.snapshot, self.repo, self.rechecks.take()
+        if snapshot is None or repo is None or not self.leader() or self.stop_event.is_set():
+            return
+        if names := names & set(repo.remotes):
+            self._pass(snapshot, repo, only=names)
 
     # -- live endpoints ------------------------------------------------------------------
 

@@ -8,6 +8,8 @@ that changes nothing produces no change and no commit.
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
 import hashlib
 import ipaddress
 import re
@@ -17,12 +19,21 @@ from typing import Any
 
 import yaml
 
-from gitmesh import errors, specs
+from gitmesh import errors, health, specs
 from gitmesh.specs import yamlload
 
-STATES = ("Created", "Reconciling", "Available", "ReconcileFailed", "InvalidSpec")
+STATES = (
+    "Created",
+    "Reconciling",
+    "Available",
+    "Progressing",
+    "Degraded",
+    "ReconcileFailed",
+    "InvalidSpec",
+)
 STATUS_DIR = "status"
 ENDPOINTS_DIR = "endpoints"
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # how the branch writes times (gitmesh.status.results)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +82,8 @@ class PassReport:
     pruned: Mapping[str, int] = field(default_factory=dict)
     # The `gitmesh run` replica that made the pass (its identity); "" for a one-off.
     reconciled_by: str = ""
+    # How long a remote may stay Progressing on the branch before it is Degraded.
+    health_timeout: float = 300.0
 
 
 _UNSAFE_KEY = re.compile(r"Invalid-[0-9a-f]{12}")
@@ -176,9 +189,38 @@ def _conditions(
     return sorted(out, key=lambda c: c["type"])
 
 
+def _overdue(remote: RemoteReport, before: dict[str, Any], now: str, timeout: float) -> bool:
+    """Whether a Progressing remote has been so (or Degraded) for longer than `timeout`."""
+    if remote.state != health.PROGRESSING:
+        return False
+    if before.get("state") == health.DEGRADED:
+        return True
+    if before.get("state") != health.PROGRESSING or not isinstance(before.get("since"), str):
+        return False
+    try:
+        since = datetime.datetime.strptime(before["since"], TIME_FORMAT)
+        at = datetime.datetime.strptime(now, TIME_FORMAT)
+    except ValueError:
+        return False
+    return (at - since).total_seconds() >= timeout
+
+
+def _degraded(remote: RemoteReport, timeout: float) -> RemoteReport:
+    text = f"Progressing for longer than the health timeout ({timeout:g}s): {remote.message}"
+    return dataclasses.replace(remote, state=health.DEGRADED, message=text)
+
+
 def _status(
-    remote: RemoteReport, revision: str, before: dict[str, Any], now: str, by: str = ""
+    remote: RemoteReport,
+    revision: str,
+    before: dict[str, Any],
+    now: str,
+    *,
+    by: str = "",
+    timeout: float = 300.0,
 ) -> dict[str, Any]:
+    if _overdue(remote, before, now, timeout):
+        remote = _degraded(remote, timeout)
     components: dict[str, Any] = {}
     old_components = before.get("components") or {}
     for comp in remote.components:
@@ -244,7 +286,14 @@ def render(report: PassReport, current: Mapping[str, bytes], now: str) -> dict[s
     for name, remote in sorted(report.remotes.items()):
         path = status_path(name)
         before = _load(current.get(path))
-        status = _status(remote, report.revision, before, now, report.reconciled_by)
+        status = _status(
+            remote,
+            report.revision,
+            before,
+            now,
+            by=report.reconciled_by,
+            timeout=report.health_timeout,
+        )
         if status_key(name) != name:
             status = {"specFile": f"remotes/{name}.yaml", **status}
         data = dump(status)

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from gitmesh import plan, render
-from gitmesh.status.reports import PassReport, RemoteReport
+from gitmesh.status.reports import TIME_FORMAT, PassReport, RemoteReport
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +40,12 @@ class PassResult:
         """Whether every remote is Available."""
         return all(r.state == "Available" for r in self.report.remotes.values())
 
+    @property
+    def all_applied(self) -> bool:
+        """Whether every remote applied: Available, or Progressing (rolling out)."""
+        return all(r.state in ("Available", "Progressing") for r in self.report.remotes.values())
+
 
 def now_utc() -> str:
     """The current time, as the status branch writes it."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return time.strftime(TIME_FORMAT, time.gmtime())

@@ -207,8 +207,10 @@ def start(
     remotes: Iterable[str] = (),
     pods_per_service: int = 1,
     remote_namespaces: Iterable[str] = ("payments",),
+    rollouts: bool = True,
 ) -> Mesh:
-    """Seed `server` with a central Istio control plane and prepared remotes."""
+    """Seed `server` with a central Istio control plane and prepared remotes (whose
+    Deployments roll out, unless `rollouts=False`: `simulate_workloads` later)."""
     ensure_namespace(server, central, NAMESPACE)
     for service, (_, selector, ports) in ISTIO.items():
         _create(
@@ -241,7 +243,8 @@ def start(
         ensure_namespace(server, remote, NAMESPACE)
         for ns in remote_namespaces:
             ensure_namespace(server, remote, ns)
-        server.simulate_workloads(remote)
+        if rollouts:
+            server.simulate_workloads(remote)
     key_pem = base64.b64decode(root["ca-key.pem"])
     return Mesh(server=server, central=central, remotes=names, ca_key_pem=key_pem)
 

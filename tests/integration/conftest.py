@@ -56,8 +56,10 @@ class World:
             str(kubeconfig),
         ]
 
-    def reconcile(self, *extra: str) -> int:
-        return cli.main(["reconcile", "--once", *self.args, *extra])
+    def reconcile(self, *extra: str, wait: bool = True) -> int:
+        """One pass; by default waiting for the rollouts (the sandbox simulates them), so
+        that a pass that applied is Available, as the tests before readiness expected."""
+        return cli.main(["reconcile", "--once", *(["--wait"] if wait else []), *self.args, *extra])
 
     def plan(self, *extra: str) -> int:
         return cli.main(["plan", *self.args, *extra])
@@ -195,7 +197,7 @@ def require_real_tier(missing: str | None) -> None:
 
 
 @pytest.fixture
-def world(tmp_path: Path, backend: str) -> Iterator[World]:
+def world(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> Iterator[World]:
     clusters = ["central", *REMOTES]
     server = (
         Server(clusters=clusters, token=TOKEN)
@@ -203,7 +205,8 @@ def world(tmp_path: Path, backend: str) -> Iterator[World]:
         else KubeAPIServer(clusters=clusters, token=TOKEN)
     )
     with server:
-        mesh = sandbox.start(server, remotes=REMOTES)
+        rollouts = request.node.get_closest_marker("no_rollouts") is None
+        mesh = sandbox.start(server, remotes=REMOTES, rollouts=rollouts)
         server.reset_counts()  # the seeding went over HTTP on the real backend
         (tmp_path / "git").mkdir()
         yield World(server, mesh, MeshRemote(tmp_path / "git"), tmp_path)

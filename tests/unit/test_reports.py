@@ -119,3 +119,29 @@ def test_a_forged_status_path_is_no_remote() -> None:
     files["status/../x.yaml"] = files["status/r.yaml"]
     files["status/Bad_Name.yaml"] = files["status/r.yaml"]
     assert [row["remote"] for row in reports.read_status(files)] == ["r"]
+
+
+def test_a_remote_progressing_past_the_health_timeout_is_degraded_until_it_rolls_out() -> None:
+    waiting = "Deployment istio-system/istio-citadel: 0 of 1 updated replicas are available"
+    day = 24 * 3600.0
+
+    def progressing(timeout: float, comp: ComponentReport = READY) -> PassReport:
+        report = one("Progressing", comp, message=waiting)
+        return PassReport(report.revision, report.remotes, health_timeout=timeout)
+
+    files = apply({}, reports.render(progressing(2 * day, CREATED), {}, T0))
+    assert status(files)["state"] == "Progressing"
+    # Still rolling out a day later, within the timeout: not a byte changes.
+    assert reports.render(progressing(2 * day), files, T1) == {}
+    # Past it: Degraded, saying why and since when; then it stays Degraded, unchanged.
+    files = apply(files, reports.render(progressing(day), files, T1))
+    got = status(files)
+    assert (got["state"], got["since"]) == ("Degraded", T1)
+    assert got["message"].startswith("Progressing for longer than the health timeout")
+    assert waiting in got["message"]
+    ready = {c["type"]: c for c in got["conditions"]}["Ready"]
+    assert (ready["status"], ready["reason"]) == ("False", "Degraded")
+    assert reports.render(progressing(day), files, T2) == {}
+    # Rolled out: Available, whatever came before.
+    files = apply(files, reports.render(one("Available", READY), files, T2))
+    assert (status(files)["state"], status(files)["since"]) == ("Available", T2)
