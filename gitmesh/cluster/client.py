@@ -342,6 +342,11 @@ class Cluster:
         doc = self._call("GET", f"/apis/{group}", what=f"discover {group} on {self.name}")
         return [str(v.get("version")) for v in doc.get("versions") or []]
 
+    def server_version(self) -> str:
+        """The server's Kubernetes version (its /version gitVersion, "" when it has none)."""
+        doc = self._call("GET", "/version", what=f"get the version of {self.name}")
+        return str(doc.get("gitVersion") or "") if isinstance(doc, dict) else ""
+
     def identity(self) -> str | None:
         """What only this cluster has: the UID of its `kube-system` namespace (None when
         it cannot be read). Read once, then cached: it lives as long as the cluster."""

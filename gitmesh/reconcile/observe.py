@@ -118,6 +118,16 @@ def _served_webhook(remote: Cluster) -> Resource:
     )
 
 
+def served(remote: Cluster, observed: Observed) -> render.Served:
+    """Whether the remote still serves the v1beta1 webhooks the 1.0/1.1 injector patches
+    (one discovery request), and when it does not, its version."""
+    if observed.kinds[resources.WEBHOOK.kind] == resources.WEBHOOK_V1BETA1:
+        return render.Served()
+    if "v1beta1" in remote.served_versions(resources.WEBHOOK.api_version.split("/")[0]):
+        return render.Served()
+    return render.Served(v1beta1_webhooks=False, kubernetes=remote.server_version())
+
+
 def observe_remote(
     remote: Cluster, name: str, where: Sequence[str], reads: Executor | None = None
 ) -> Observed:

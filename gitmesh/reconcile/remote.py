@@ -26,7 +26,7 @@ from gitmesh.credentials.remote import (
 )
 from gitmesh.reconcile import primary, rollouts
 from gitmesh.reconcile.apply import Applier, apply_component, component_items
-from gitmesh.reconcile.observe import Observed, observe_remote
+from gitmesh.reconcile.observe import Observed, observe_remote, served
 from gitmesh.resources import Obj
 from gitmesh.settings import Settings
 from gitmesh.status.reports import ComponentReport, RemoteReport
@@ -79,13 +79,16 @@ def reconcile_remote(
                 central_state,
                 cacerts=_cacerts(spec, central_state, observed),
                 webhook_api=observed.kinds[resources.WEBHOOK.kind].api_version,
+                served=served(remote, observed) if needs.v1beta1_webhooks else None,
             )
             applier = Applier(remote, name, settings, observed.kinds)
             _credential_warnings(out, config, ctx)
-            # A central CA that cannot sign this remote's intermediate: nothing is written,
-            # not even the namespace and mesh config (they would be half a remote).
+            # What cannot work (a central CA that cannot sign this remote's intermediate, an
+            # injector the remote's Kubernetes cannot serve): nothing is written, not even
+            # the namespace and mesh config (they would be half a remote).
             if needs.central_ca and central_state.ca_error:
                 out.failure = central_state.ca_error
+            out.failure = out.failure or rendered.refused
             _components(
                 out,
                 rendered,

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from gitmesh import specs
 from gitmesh.render import istiodremote, remoteistio
 from gitmesh.render.base import Central, CentralService, Component, Pod, Rendered
-from gitmesh.render.remoteistio import CACERTS, WEBHOOK_API
+from gitmesh.render.remoteistio import CACERTS, WEBHOOK_API, Served
 from gitmesh.resources import Obj
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "Obj",
     "Pod",
     "Rendered",
+    "Served",
     "endpoints",
     "follows",
     "needs",
@@ -56,6 +57,9 @@ class Needs:
     pilot_reads_kubeconfig: bool = False
     # Endpoints that follow central's pods (the hot path of `gitmesh run`).
     central_pods: bool = False
+    # Whether the remote serves admissionregistration.k8s.io/v1beta1 matters: the 1.0/1.1
+    # sidecar injector patches its webhook's caBundle only there.
+    v1beta1_webhooks: bool = False
 
 
 def needs(spec: specs.Remote) -> Needs:
@@ -66,6 +70,7 @@ def needs(spec: specs.Remote) -> Needs:
         central_ca=spec.spec.citadel.ca_secret_name is None,
         pilot_reads_kubeconfig=True,
         central_pods=True,
+        v1beta1_webhooks=True,
     )
 
 
@@ -92,10 +97,14 @@ def remote(
     *,
     cacerts: Mapping[str, str] | None = None,
     webhook_api: str = WEBHOOK_API,
+    served: Served | None = None,
 ) -> Rendered:
     """The desired state of one remote. For a RemoteIstio, `cacerts` is its intermediate CA
-    (the caller keeps or mints it: `gitmesh.credentials.ca`) and `webhook_api` the
-    admissionregistration version the remote serves."""
+    (the caller keeps or mints it: `gitmesh.credentials.ca`), `webhook_api` the
+    admissionregistration version gitmesh writes the webhook at and `served` what else
+    the remote serves that the model depends on."""
     if isinstance(spec, specs.IstiodRemote):
         return istiodremote.render(spec, mesh, central)
-    return remoteistio.render(spec, mesh, central, cacerts=cacerts, webhook_api=webhook_api)
+    return remoteistio.render(
+        spec, mesh, central, cacerts=cacerts, webhook_api=webhook_api, served=served
+    )

@@ -117,3 +117,5 @@ class Rendered:
     namespace: str
     components: tuple[Component, ...]
     endpoints: Mapping[str, tuple[str, ...]] | None
+    # Why none of it can work on this remote (what the remote serves): nothing is applied.
+    refused: str | None = None

@@ -140,6 +140,53 @@ def test_a_remote_serving_only_v1beta1_webhooks_gets_one(world: World) -> None:
     assert world.writes(EU) == before
 
 
+def test_a_1_0_injector_where_v1beta1_webhooks_are_gone_gets_the_ca_bundle_it_would_patch(
+    world: World,
+) -> None:
+    """Before: on Kubernetes 1.22 and later (both backends serve admissionregistration at
+    v1 alone) the 1.0 injector's caBundle patch failed, the webhook kept an empty
+    caBundle, and with failurePolicy Fail every pod in an injection namespace was
+    rejected. After: gitmesh writes the caBundle the injector would have patched, the
+    root of the remote's CA (sources: tests/unit/test_fidelity.py); then a no-op."""
+    assert world.reconcile() == 0
+    for remote in (SAMPLE, EU):
+        hook = world.get(
+            remote,
+            "mutatingwebhookconfigurations",
+            "",
+            "istio-sidecar-injector",
+            group="admissionregistration.k8s.io",
+        )
+        root = world.get(remote, "secrets", NS, "cacerts")["data"]["root-cert.pem"]
+        assert hook["webhooks"][0]["clientConfig"]["caBundle"] == root
+    before = world.writes()
+    assert world.reconcile() == 0
+    assert world.writes() == before
+
+
+def test_a_1_1_remote_where_v1beta1_webhooks_are_gone_is_refused_before_any_write(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The 1.1 injector exits when its first caBundle patch fails: plan and the pass refuse
+    the remote, naming the Istio and the Kubernetes version, and write nothing to it."""
+    mesh = yaml.safe_load((world.repo.work / "mesh.yaml").read_text())
+    mesh["istioVersion"] = "1.1"
+    mesh["images"] = {k: v.replace(":1.0.5", ":1.1.0") for k, v in mesh["images"].items()}
+    world.repo.commit({"mesh.yaml": yaml.safe_dump(mesh)}, "Istio 1.1")
+    assert world.plan() == 1
+    assert "Istio 1.1's sidecar injector" in capsys.readouterr().err
+    writes = {r: world.writes(r) for r in (SAMPLE, EU)}
+    assert world.reconcile() == 1
+    for remote in (SAMPLE, EU):
+        status = world.status()[f"status/{remote}.yaml"]
+        assert status["state"] == "ReconcileFailed"
+        assert (
+            "Istio 1.1's sidecar injector patches its webhook's caBundle only" in status["message"]
+        )
+        assert "(Kubernetes v1." in status["message"]
+        assert world.writes(remote) == writes[remote]
+
+
 def replace_central_ca(world: World, data: dict[str, str]) -> None:
     world.merge_patch("central", "secrets", NS, sandbox.CA_SECRET, {"data": data})
 

@@ -244,6 +244,61 @@ def test_webhook_is_the_one_the_injector_patches(version: str) -> None:
     assert hook["admissionReviewVersions"] == ["v1beta1"]
 
 
+# Why the caBundle matters past Kubernetes 1.21 (istio/istio pilot/cmd/sidecar-injector/
+# main.go): both injectors patch their webhook's caBundle only through
+# `client.AdmissionregistrationV1beta1()`, which Kubernetes 1.22 stopped serving.
+# - 1.0.5, patchCertLoop (lines 116-157): the patch runs on a one-second ticker and a
+#   failure is only logged ("Patch webhook failed"); the webhook server runs regardless.
+# - 1.1.0, patchCertLoop (lines 121-146): the first patch's error is returned, RunE
+#   returns "failed to start patch cert loop" (lines 94-96) before `go wh.Run`: it exits.
+# What it would patch is its --caCertFile, default /etc/istio/certs/root-cert.pem (1.0.5
+# line 169, 1.1.0 line 210): the root-cert.pem citadel writes into its certificate Secret,
+# `sc.ca.GetCAKeyCertBundle().GetRootCertPem()` (1.0.5 security/pkg/pki/ca/controller/
+# secret.go lines 242-246), the --root-cert citadel was given: cacerts' root-cert.pem.
+SERVED_1_22 = render.Served(v1beta1_webhooks=False, kubernetes="v1.36.3")
+
+
+def rendered_on(version: str, served: render.Served, cacerts: Obj | None = CACERTS) -> Any:
+    return render.remote(
+        specs.RemoteIstio.model_validate(SAMPLE),
+        specs.Mesh.model_validate(mesh_doc(version)),
+        render.Central(),
+        cacerts=cacerts,
+        served=served,
+    )
+
+
+def test_a_1_0_injector_past_kubernetes_1_21_gets_the_ca_bundle_it_cannot_patch() -> None:
+    out = rendered_on("1.0", SERVED_1_22)
+    assert out.refused is None
+    objs = [o for c in out.components for o in c.objects]
+    hook = find(objs, "MutatingWebhookConfiguration", WEBHOOK_CONFIG_NAME)["webhooks"][0]
+    assert hook["clientConfig"]["caBundle"] == CACERTS["root-cert.pem"]
+    # Where the injector can patch it, it is the injector's: gitmesh leaves it alone.
+    objs = objects("1.0")
+    hook = find(objs, "MutatingWebhookConfiguration", WEBHOOK_CONFIG_NAME)["webhooks"][0]
+    assert "caBundle" not in hook["clientConfig"]
+
+
+@pytest.mark.parametrize(
+    ("version", "cacerts", "why"),
+    [
+        ("1.1", CACERTS, "exits at start"),
+        ("1.0", None, "does not know it"),  # the spec's own CA: its root is not gitmesh's
+    ],
+)
+def test_an_injector_that_cannot_work_past_kubernetes_1_21_is_refused(
+    version: str, cacerts: Obj | None, why: str
+) -> None:
+    refused = rendered_on(version, SERVED_1_22, cacerts).refused
+    assert refused is not None
+    assert f"Istio {version}'s sidecar injector" in refused
+    assert "admissionregistration.k8s.io/v1beta1" in refused
+    assert "Kubernetes v1.36.3" in refused
+    assert why in refused
+    assert rendered_on(version, render.Served(), cacerts).refused is None
+
+
 @pytest.mark.parametrize("version", VERSIONS)
 @pytest.mark.parametrize("secure", [False, True])
 def test_discovery_and_mixer_ports(version: str, secure: bool) -> None:

@@ -82,8 +82,9 @@ def test_a_primary_cluster_id_must_be_one_istio_accepts() -> None:
 def test_each_model_says_what_it_needs_of_the_pipeline() -> None:
     """render.needs is the only place a stage learns what a model asks of it: the central
     CA and the pilot's read of gitmesh's kubeconfig Secret for a RemoteIstio (unless it
-    brings its own CA), the primary (and the address it reaches the remote at) for an
-    IstiodRemote; only a RemoteIstio's Endpoints follow central's pods."""
+    brings its own CA) and whether the remote serves v1beta1 webhooks (its injector's
+    caBundle), the primary (and the address it reaches the remote at) for an IstiodRemote;
+    only a RemoteIstio's Endpoints follow central's pods."""
     istio, own_ca = (
         specs.RemoteIstio.model_validate(
             {
@@ -96,7 +97,7 @@ def test_each_model_says_what_it_needs_of_the_pipeline() -> None:
         for extra in ({}, {"citadel": {"caSecretName": "mine"}})
     )
     assert render.needs(istio) == render.Needs(
-        central_ca=True, pilot_reads_kubeconfig=True, central_pods=True
+        central_ca=True, pilot_reads_kubeconfig=True, central_pods=True, v1beta1_webhooks=True
     )
     assert not render.needs(own_ca).central_ca
     assert render.needs(remote()) == render.Needs(primary=True)

@@ -17,8 +17,16 @@ from collections.abc import Mapping
 from gitmesh import specs
 from gitmesh.render.base import Central, Component, Rendered
 from gitmesh.render.remoteistio.citadel import citadel
-from gitmesh.render.remoteistio.context import CACERTS, CITADEL, INJECTOR, WEBHOOK_API, Ctx, common
-from gitmesh.render.remoteistio.injector import sidecarinjector
+from gitmesh.render.remoteistio.context import (
+    CACERTS,
+    CITADEL,
+    INJECTOR,
+    WEBHOOK_API,
+    Ctx,
+    Served,
+    common,
+)
+from gitmesh.render.remoteistio.injector import refusal, sidecarinjector
 from gitmesh.render.remoteistio.services import endpoints, follows, selector_of, services
 
 __all__ = [
@@ -26,6 +34,7 @@ __all__ = [
     "CITADEL",
     "INJECTOR",
     "WEBHOOK_API",
+    "Served",
     "endpoints",
     "follows",
     "render",
@@ -40,11 +49,13 @@ def render(
     *,
     cacerts: Mapping[str, str] | None = None,
     webhook_api: str = WEBHOOK_API,
+    served: Served | None = None,
 ) -> Rendered:
     """The desired state of one remote. `cacerts` is the remote's intermediate CA (the
     caller keeps or mints it: `gitmesh.credentials.ca`); `webhook_api` the
-    admissionregistration version the remote serves."""
-    ctx = Ctx(spec, mesh, central, specs.remote_namespace(spec, mesh), cacerts, webhook_api)
+    admissionregistration version the remote serves; `served`, what else it does."""
+    namespace = specs.remote_namespace(spec, mesh)
+    ctx = Ctx(spec, mesh, central, namespace, cacerts, webhook_api, served or Served())
     svc, snapshot = services(ctx)
     components = (
         common(ctx),
@@ -53,4 +64,6 @@ def render(
         svc,
         Component("injection", namespaces=tuple(spec.spec.auto_injection_namespaces)),
     )
-    return Rendered(namespace=ctx.namespace, components=components, endpoints=snapshot)
+    return Rendered(
+        namespace=ctx.namespace, components=components, endpoints=snapshot, refused=refusal(ctx)
+    )

@@ -37,6 +37,15 @@ def object_meta(ctx: Ctx, name: str, component: str, *, namespaced: bool = True)
 
 
 @dataclass(frozen=True, slots=True)
+class Served:
+    """What the remote serves beyond the kinds gitmesh writes: whether it still serves
+    admissionregistration.k8s.io/v1beta1 (Kubernetes before 1.22), and its version."""
+
+    v1beta1_webhooks: bool = True
+    kubernetes: str = ""  # its /version gitVersion, where known
+
+
+@dataclass(frozen=True, slots=True)
 class Ctx:
     remote: specs.RemoteIstio
     mesh: specs.Mesh
@@ -44,6 +53,7 @@ class Ctx:
     namespace: str
     cacerts: Mapping[str, str] | None = None
     webhook_api: str = WEBHOOK_API
+    served: Served = Served()
 
     @property
     def spec(self) -> specs.RemoteIstioSpec:

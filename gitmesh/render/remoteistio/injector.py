@@ -74,11 +74,12 @@ def _webhook(ctx: Ctx) -> Obj:
     """The MutatingWebhookConfiguration under the name the injector patches its caBundle
     into (its --webhookConfigName default): charts/sidecarInjectorWebhook/templates/
     mutatingwebhook.yaml. The injectors of 1.0 and 1.1 speak AdmissionReview v1beta1."""
+    client: Obj = {"service": {"name": INJECTOR, "namespace": ctx.namespace, "path": "/inject"}}
+    if not ctx.served.v1beta1_webhooks and ctx.cacerts is not None:
+        client["caBundle"] = ctx.cacerts["root-cert.pem"]  # what the injector would patch
     hook: Obj = {
         "name": profiles.WEBHOOK_NAME,
-        "clientConfig": {
-            "service": {"name": INJECTOR, "namespace": ctx.namespace, "path": "/inject"}
-        },
+        "clientConfig": client,
         "rules": [dict(r) for r in POD_CREATE_RULES],
         "failurePolicy": "Fail",
         "namespaceSelector": {"matchLabels": {resources.INJECTION: "enabled"}},
@@ -93,6 +94,33 @@ def _webhook(ctx: Ctx) -> Obj:
         "metadata": meta,
         "webhooks": [hook],
     }
+
+
+def refusal(ctx: Ctx) -> str | None:
+    """Why the version's injector cannot work on this remote (None: it can).
+
+    The 1.0 and 1.1 injectors patch their webhook's caBundle (their --caCertFile, the
+    root-cert.pem citadel writes into their certificate Secret: the remote CA's root) only
+    through admissionregistration.k8s.io/v1beta1, which Kubernetes 1.22 stopped serving.
+    1.1 returns the error at start and exits; 1.0 logs it every second and serves, so
+    gitmesh writes the caBundle it would have patched when it knows that root (the
+    intermediate gitmesh mints from the central CA). Sources: tests/unit/test_fidelity.py.
+    """
+    if ctx.served.v1beta1_webhooks or (ctx.profile.version == "1.0" and ctx.cacerts):
+        return None
+    name = ctx.remote.metadata.name
+    kube = f"Kubernetes {ctx.served.kubernetes}" if ctx.served.kubernetes else "Kubernetes"
+    why = (
+        "exits at start when that fails"
+        if ctx.profile.version != "1.0"
+        else "needs its root certificate as the caBundle, and gitmesh does not know it "
+        "(spec.citadel.caSecretName, or no CA on central)"
+    )
+    return (
+        f"Istio {ctx.profile.version}'s sidecar injector patches its webhook's caBundle only "
+        f"through admissionregistration.k8s.io/v1beta1, which {name} ({kube}) does not serve "
+        f"(Kubernetes 1.22 removed it); the injector {why}: nothing was applied"
+    )
 
 
 # What the injector reads on the remote: its ConfigMaps, and its webhook (to patch its caBundle).
