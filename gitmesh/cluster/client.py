@@ -52,6 +52,7 @@ POOL_SIZE = 16
 MAX_RESPONSE = 16 * 1024 * 1024
 JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
+DISCOVERY_TTL = 600.0  # seconds a connection keeps what an API group's discovery said
 
 
 class _Retriable(Exception):
@@ -95,6 +96,7 @@ class Cluster:
         self.deadline: float | None = None
         self._lock = threading.Lock()
         self._identity: str | None = None
+        self._discovered: dict[str, tuple[float, builtins.list[str]]] = {}
         config = configuration(name, kubeconfig, context)
         config.retries = False  # retries are ours, counted and bounded
         if not config.verify_ssl:
@@ -338,9 +340,16 @@ class Cluster:
         return out
 
     def served_versions(self, group: str) -> builtins.list[str]:
-        """The versions of an API group the server serves (discovery: /apis/GROUP)."""
+        """The versions of an API group the server serves (discovery: /apis/GROUP), asked
+        again after DISCOVERY_TTL (they change when the cluster is upgraded; a pooled
+        connection in `gitmesh run` need not ask every pass)."""
+        at, versions = self._discovered.get(group, (-DISCOVERY_TTL, []))
+        if time.monotonic() - at < DISCOVERY_TTL:
+            return versions
         doc = self._call("GET", f"/apis/{group}", what=f"discover {group} on {self.name}")
-        return [str(v.get("version")) for v in doc.get("versions") or []]
+        versions = [str(v.get("version")) for v in doc.get("versions") or []]
+        self._discovered[group] = (time.monotonic(), versions)
+        return versions
 
     def server_version(self) -> str:
         """The server's Kubernetes version (its /version gitVersion, "" when it has none)."""

@@ -120,12 +120,12 @@ def _served_webhook(remote: Cluster) -> Resource:
 
 def served(remote: Cluster, observed: Observed) -> render.Served:
     """Whether the remote still serves the v1beta1 webhooks the 1.0/1.1 injector patches
-    (one discovery request), and when it does not, its version."""
+    (a discovery request, kept by the connection for a while)."""
     if observed.kinds[resources.WEBHOOK.kind] == resources.WEBHOOK_V1BETA1:
         return render.Served()
     if "v1beta1" in remote.served_versions(resources.WEBHOOK.api_version.split("/")[0]):
         return render.Served()
-    return render.Served(v1beta1_webhooks=False, kubernetes=remote.server_version())
+    return render.Served(v1beta1_webhooks=False)
 
 
 def observe_remote(

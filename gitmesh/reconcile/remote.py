@@ -88,7 +88,8 @@ def reconcile_remote(
             # the namespace and mesh config (they would be half a remote).
             if needs.central_ca and central_state.ca_error:
                 out.failure = central_state.ca_error
-            out.failure = out.failure or rendered.refused
+            if out.failure is None and rendered.refused:
+                out.failure = f"{rendered.refused} ({_kubernetes(remote)})"
             _components(
                 out,
                 rendered,
@@ -321,6 +322,14 @@ def _primary_secret(
             patched=int(done == "patch"),
         )
     )
+
+
+def _kubernetes(remote: Cluster) -> str:
+    """The remote's Kubernetes version, for a refusal that depends on it."""
+    try:
+        return f"{remote.name} runs Kubernetes {remote.server_version() or 'of an unknown version'}"
+    except errors.ClusterError as e:
+        return f"its version could not be read: {e}"
 
 
 def _cacerts(

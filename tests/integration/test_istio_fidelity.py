@@ -183,7 +183,7 @@ def test_a_1_1_remote_where_v1beta1_webhooks_are_gone_is_refused_before_any_writ
         assert (
             "Istio 1.1's sidecar injector patches its webhook's caBundle only" in status["message"]
         )
-        assert "(Kubernetes v1." in status["message"]
+        assert f"({remote} runs Kubernetes v1." in status["message"]
         assert world.writes(remote) == writes[remote]
 
 

@@ -368,3 +368,43 @@ def test_spec_server_is_the_address_istiod_gets(world: World) -> None:
     assert world.reconcile() == 0
     _, config = remote_secret(world)
     assert config["clusters"][0]["cluster"]["server"] == world.server.url(EU)
+
+
+@pytest.mark.parametrize("model", ["RemoteIstio", "IstiodRemote"])
+@pytest.mark.parametrize("shape", ["created", "existing", "foreign-labels", "owned-labels"])
+def test_every_shape_of_first_pass_is_followed_by_a_no_op(
+    world: World, model: str, shape: str
+) -> None:
+    """Whatever the remote looked like before the first pass — its Istio namespace made by
+    gitmesh or already there, carrying someone else's labels and annotations, or already
+    carrying the very labels gitmesh sets (injection, network) — the second pass writes
+    nothing and commits nothing, for both models."""
+    if shape == "created":
+        world.delete_namespace(EU, NS)
+    elif shape == "foreign-labels":
+        for ns in (NS, "payments"):
+            world.merge_patch(
+                EU,
+                "namespaces",
+                "",
+                ns,
+                {"metadata": {"labels": {"team": "mesh"}, "annotations": {"owner": "ops"}}},
+            )
+    elif shape == "owned-labels":
+        owned = {NS: istiodremote.NETWORK_LABEL, "payments": "istio-injection"}
+        values = {NS: "network2", "payments": "enabled"}
+        for ns, label in owned.items():
+            world.merge_patch(
+                EU, "namespaces", "", ns, {"metadata": {"labels": {label: values[ns]}}}
+            )
+    if model == "IstiodRemote":
+        join_primary(world)
+    assert world.reconcile() == 0
+    assert world.status()[f"status/{EU}.yaml"]["state"] == "Available"
+    before, commits = world.writes(), world.status_commits()
+    assert world.reconcile() == 0
+    assert world.writes() == before
+    assert world.status_commits() == commits
+    if shape == "foreign-labels":  # what was not gitmesh's is still there
+        meta = world.get(EU, "namespaces", "", NS)["metadata"]
+        assert (meta["labels"]["team"], meta["annotations"]["owner"]) == ("mesh", "ops")

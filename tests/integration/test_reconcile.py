@@ -83,7 +83,9 @@ def test_first_pass_builds_what_the_seed_shows(world: World) -> None:
 
 
 def test_second_pass_writes_nothing_and_commits_nothing(world: World) -> None:
-    """With nothing changed: no write request anywhere, one LIST per kind, no commit."""
+    """With nothing changed: no write request anywhere, one LIST per kind, one discovery
+    request (whether the remote serves v1beta1 webhooks: the 1.0 injector's caBundle),
+    no commit."""
     assert world.reconcile() == 0
     commits = world.status_commits()
     world.server.reset_counts()
@@ -93,7 +95,7 @@ def test_second_pass_writes_nothing_and_commits_nothing(world: World) -> None:
     for remote in REMOTES:
         lists = world.server.count(cluster=remote, verb="list")
         assert lists == 11  # 10 managed kinds (EndpointSlice for IstiodRemotes) + namespaces
-        assert world.server.count(cluster=remote, verb="get") == 0
+        assert world.server.count(cluster=remote, verb="get") == 1
 
 
 def test_endpoints_follow_central_pods(world: World) -> None:

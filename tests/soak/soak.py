@@ -124,7 +124,7 @@ def soak(
         outcome.fault_hits = sum(f.hits for f in faults)
         server.clear_faults()
         outcome.requests = server.count()
-        code, text = _run(["reconcile", "--once", *args])
+        code, text = _run(["reconcile", "--once", "--wait", *args])
         texts.append(text)
         outcome.commits_reported += _commits(text)
         if code != 0:

@@ -39,10 +39,9 @@ def object_meta(ctx: Ctx, name: str, component: str, *, namespaced: bool = True)
 @dataclass(frozen=True, slots=True)
 class Served:
     """What the remote serves beyond the kinds gitmesh writes: whether it still serves
-    admissionregistration.k8s.io/v1beta1 (Kubernetes before 1.22), and its version."""
+    admissionregistration.k8s.io/v1beta1 (Kubernetes before 1.22)."""
 
     v1beta1_webhooks: bool = True
-    kubernetes: str = ""  # its /version gitVersion, where known
 
 
 @dataclass(frozen=True, slots=True)

@@ -108,8 +108,6 @@ def refusal(ctx: Ctx) -> str | None:
     """
     if ctx.served.v1beta1_webhooks or (ctx.profile.version == "1.0" and ctx.cacerts):
         return None
-    name = ctx.remote.metadata.name
-    kube = f"Kubernetes {ctx.served.kubernetes}" if ctx.served.kubernetes else "Kubernetes"
     why = (
         "exits at start when that fails"
         if ctx.profile.version != "1.0"
@@ -118,8 +116,8 @@ def refusal(ctx: Ctx) -> str | None:
     )
     return (
         f"Istio {ctx.profile.version}'s sidecar injector patches its webhook's caBundle only "
-        f"through admissionregistration.k8s.io/v1beta1, which {name} ({kube}) does not serve "
-        f"(Kubernetes 1.22 removed it); the injector {why}: nothing was applied"
+        f"through admissionregistration.k8s.io/v1beta1, which {ctx.remote.metadata.name} does "
+        f"not serve (Kubernetes 1.22 removed it); the injector {why}: nothing was applied"
     )
 
 
