@@ -279,6 +279,13 @@ def _status(
     return status
 
 
+def _only_by_differs(status: dict[str, Any], before: dict[str, Any]) -> bool:
+    def rest(d: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in d.items() if k != "reconciledBy"}
+
+    return bool(before) and rest(status) == rest(before)
+
+
 def render(report: PassReport, current: Mapping[str, bytes], now: str) -> dict[str, bytes | None]:
     """The files to write (bytes) or delete (None) for this report, given the branch's
     current files. Unchanged files are left out."""
@@ -297,7 +304,8 @@ def render(report: PassReport, current: Mapping[str, bytes], now: str) -> dict[s
         if status_key(name) != name:
             status = {"specFile": f"remotes/{name}.yaml", **status}
         data = dump(status)
-        if current.get(path) != data:
+        # Who made the pass is not news: a restarted `gitmesh run` does not commit for it.
+        if current.get(path) != data and not _only_by_differs(status, before):
             out[path] = data
         if remote.endpoints is not None:
             out.update(render_endpoints({name: remote.endpoints}, current))
@@ -383,6 +391,14 @@ def read_status(files: Mapping[str, bytes]) -> list[dict[str, Any]]:
                 "reconciledBy": str(status.get("reconciledBy") or ""),
                 "message": status.get("message", ""),
                 "warnings": [str(w) for w in status.get("warnings") or ()],
+                "conditions": [
+                    {
+                        k: str(c.get(k, ""))
+                        for k in ("type", "status", "reason", "lastTransitionTime")
+                    }
+                    for c in status.get("conditions") or ()
+                    if isinstance(c, dict)
+                ],
             }
         )
     return rows

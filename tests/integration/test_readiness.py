@@ -42,6 +42,8 @@ def test_a_remote_whose_deployments_have_not_rolled_out_is_not_available(
     code, rows = status(world, capsys, "--exit-code")
     assert (code, rows[SAMPLE]["state"]) == (2, "Progressing")
     assert "istio-citadel" in rows[SAMPLE]["message"]
+    ready = next(c for c in rows[SAMPLE]["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "Progressing")
     # Passes within the timeout write nothing, and commit only when what the remote waits
     # on changes (a real controller moves from "the spec update to be observed" to
     # "0 of 1 updated replicas are available"): once it stays, nothing at all.

@@ -145,3 +145,17 @@ def test_a_remote_progressing_past_the_health_timeout_is_degraded_until_it_rolls
     # Rolled out: Available, whatever came before.
     files = apply(files, reports.render(one("Available", READY), files, T2))
     assert (status(files)["state"], status(files)["since"]) == ("Available", T2)
+
+
+def test_who_made_the_pass_alone_is_not_a_change() -> None:
+    """Before: every `gitmesh run` restart (a new replica identity) committed a change that
+    only touched `reconciledBy`. It is written with a change, never as one."""
+    by_a = PassReport("a" * 40, one("Available", CREATED).remotes, reconciled_by="gitmesh-a")
+    files = apply({}, reports.render(by_a, {}, T0))
+    assert status(files)["reconciledBy"] == "gitmesh-a"
+    by_b = PassReport("a" * 40, one("Available", READY).remotes, reconciled_by="gitmesh-b")
+    assert reports.render(by_b, files, T1) == {}
+    failed = PassReport(
+        "a" * 40, one("ReconcileFailed", READY, message="x").remotes, reconciled_by="gitmesh-b"
+    )
+    assert status(apply(files, reports.render(failed, files, T2)))["reconciledBy"] == "gitmesh-b"
