@@ -33,7 +33,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return func(args)
     except GitmeshError as e:
         print(f"gitmesh {args.command}: {e}", file=sys.stderr)
-        return 1
+        # `plan --exit-code` answers as kubectl diff and argocd app diff: 1 is "changes".
+        return 2 if args.command == "plan" and getattr(args, "exit_code", False) else 1
     except KeyboardInterrupt:
         return 130
 

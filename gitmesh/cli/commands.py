@@ -146,10 +146,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
         r.report.state in ("ReconcileFailed", "InvalidSpec") for r in result.remotes.values()
     )
     if failed:
-        return 1
-    if args.exit_code and result.changes:
-        return 2
-    return 0
+        return 2 if args.exit_code else 1
+    return 1 if args.exit_code and result.changes else 0
 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:

@@ -104,7 +104,9 @@ def _add_plan(sub: Subparsers) -> None:
         help="output format (default: text; markdown for a PR comment)",
     )
     p.add_argument(
-        "--exit-code", action="store_true", help="exit 2 when there are changes (0: none, 1: error)"
+        "--exit-code",
+        action="store_true",
+        help="exit 1 when there are changes, as kubectl diff (0: none, 2: error)",
     )
     p.add_argument(
         "--offline",

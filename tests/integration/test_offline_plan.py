@@ -28,7 +28,7 @@ def test_offline_plan_needs_no_cluster(tmp_path: Path, capsys: pytest.CaptureFix
     assert cli.main(args) == 0
     out = capsys.readouterr().out
     assert "Offline plan" in out and "+ [citadel] Deployment istio-system/istio-citadel" in out
-    assert cli.main([*args, "-o", "json", "--exit-code"]) == 2
+    assert cli.main([*args, "-o", "json", "--exit-code"]) == 1
     plan = json.loads(capsys.readouterr().out)
     eu = next(r for r in plan["remotes"] if r["name"] == "remote-eu")
     secret = next(c for c in eu["changes"] if c["kind"] == "Secret")

@@ -329,8 +329,9 @@ def test_secrets_never_leak(world: World, capsys: pytest.CaptureFixture[str]) ->
 
 
 def test_plan_exit_codes_and_formats(world: World, capsys: pytest.CaptureFixture[str]) -> None:
-    """plan --exit-code: 2 with changes, 0 without; JSON lists JSON Patch ops."""
-    assert world.plan("--exit-code", "--format", "json") == 2
+    """plan --exit-code answers as kubectl diff: 1 with changes, 0 without, 2 when a remote
+    cannot be planned (before: 2 with changes, 1 on errors); JSON lists JSON Patch ops."""
+    assert world.plan("--exit-code", "--format", "json") == 1
     plan = json.loads(capsys.readouterr().out)
     assert plan["changes"] > 0
     eu = next(r for r in plan["remotes"] if r["name"] == EU)
@@ -345,6 +346,12 @@ def test_plan_exit_codes_and_formats(world: World, capsys: pytest.CaptureFixture
     assert world.plan("--format", "markdown") == 0
     comment = capsys.readouterr().out
     assert "**0 change(s) to 0 of 2 remote(s).**" in comment and "remote-eu" not in comment
+    store = world.store("central")  # a remote whose kubeconfig is gone cannot be planned
+    store.delete(store.kind("", "v1", "secrets"), "istio-system", EU)
+    assert world.plan("--exit-code") == 2
+    assert world.plan() == 1
+    captured = capsys.readouterr()
+    assert "cannot plan" in captured.out + captured.err
 
 
 def test_kubeconfig_is_reread_each_pass(world: World) -> None:
