@@ -246,7 +246,10 @@ class Cluster:
             attempts = min(self.retries, 1)
         else:
             words = f"cannot reach {self.name} ({self.server}): {words}"
-            attempts = self.retries
+            # Nothing listening, no such host, no route: once more (an API server that is
+            # restarting), not the whole backoff that dropped connections get.
+            persistent = kind in ("refused", "dns", "unreachable", "tls")
+            attempts = min(self.retries, 1) if persistent else self.retries
         return _Retriable(errors.Unavailable(f"{what}: {words}"), attempts, None)
 
     def _time_left(self, what: str, limit: float) -> float:

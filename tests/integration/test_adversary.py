@@ -21,7 +21,8 @@ from typing import Any
 import pytest
 import yaml
 
-from gitmesh import cli
+from gitmesh import cli, errors, resources
+from gitmesh.cluster import Cluster
 from gitmesh.localkube import tlsgen
 from gitmesh.run import leader, shards
 from gitmesh.testing import sandbox
@@ -305,6 +306,23 @@ def test_a_connection_error_is_named_for_what_it_is(
     message = world.status()[f"status/{EU}.yaml"]["message"]
     assert words in message, message
     assert "timed out" not in message, message
+
+
+@pytest.mark.parametrize("server", [_closed_port, lambda: "http://gitmesh-test.invalid:6443"])
+def test_a_server_that_is_not_there_is_tried_twice_not_six_times(server: Callable[[], str]) -> None:
+    """Before: a refused connection got the whole backoff of a dropped one (five retries,
+    ~6 s a request: `plan` against a wrong central port took 27 s). kubectl gives up at
+    once; gitmesh tries once more (an API server restarting), then says what it is."""
+    config = {
+        "clusters": [{"name": "c", "cluster": {"server": server()}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+        "current-context": "c",
+    }
+    waits: list[float] = []
+    with Cluster("x", config, sleep=waits.append) as cluster, pytest.raises(errors.Unavailable):
+        cluster.get(resources.NAMESPACE, None, "default")
+    assert len(waits) == 1
 
 
 # -- TLS and proxies as kubectl takes them ----------------------------------------------
