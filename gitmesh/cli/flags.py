@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from gitmesh.errors import GitmeshError
 from gitmesh.settings import DEFAULT_CONCURRENCY, Settings
@@ -35,8 +35,38 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+T = TypeVar("T")
+
+
+class FromEnv(str):
+    """A flag's value taken from its GITMESH_* variable: a bad one is named by the variable
+    (the user never typed the flag)."""
+
+    variable: str
+
+    def __new__(cls, value: str, variable: str) -> FromEnv:
+        out = super().__new__(cls, value)
+        out.variable = variable
+        return out
+
+
 def env(name: str, default: str | None = None) -> str | None:
-    return os.environ.get(f"GITMESH_{name}", default)
+    value = os.environ.get(f"GITMESH_{name}")
+    return default if value is None else FromEnv(value, f"GITMESH_{name}")
+
+
+def _says_where(parse: Callable[[str], T]) -> Callable[[str], T]:
+    """An argparse type whose error names the variable a value came from, if it did."""
+
+    def checked(text: str) -> T:
+        try:
+            return parse(text)
+        except argparse.ArgumentTypeError as e:
+            if isinstance(text, FromEnv):
+                raise argparse.ArgumentTypeError(f"from ${text.variable}: {e}") from None
+            raise
+
+    return checked
 
 
 def _default_cache() -> str:
@@ -115,9 +145,10 @@ def duration_arg(*, minimum: float) -> Callable[[str], float]:
         except ValueError as e:
             raise argparse.ArgumentTypeError(str(e)) from None
 
-    return parse
+    return _says_where(parse)
 
 
+@_says_where
 def size_arg(text: str) -> int:
     """An argparse type for a byte size as a Kubernetes quantity (16Mi, 1G, 65536)."""
     from gitmesh import quantity
@@ -140,7 +171,7 @@ def one_of(*choices: str) -> Callable[[str], str]:
             raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(choices)}")
         return text
 
-    return parse
+    return _says_where(parse)
 
 
 def latency_arg(text: str) -> tuple[str | None, float]:
@@ -154,6 +185,7 @@ def latency_arg(text: str) -> tuple[str | None, float]:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+@_says_where
 def positive_int(text: str) -> int:
     """An argparse type for counts of at least 1."""
     try:
@@ -165,6 +197,7 @@ def positive_int(text: str) -> int:
     return value
 
 
+@_says_where
 def listen_arg(value: str) -> tuple[str, int]:
     host, _, port = value.rpartition(":")
     if not port.isdigit() or int(port) > 65535:
@@ -340,6 +373,12 @@ def central_kubeconfig(explicit: Path | None) -> Path | None:
     if default.is_file():
         return default
     if not os.environ.get("KUBERNETES_SERVICE_HOST"):
+        named = [p for p in os.environ.get("KUBECONFIG", "").split(os.pathsep) if p]
+        if named:  # kubectl: the files $KUBECONFIG names, none of which exists
+            raise GitmeshError(
+                f"no central kubeconfig: KUBECONFIG names {', '.join(named)}, and no such "
+                "file exists; fix KUBECONFIG or pass --central-kubeconfig"
+            )
         raise GitmeshError(
             "no central kubeconfig: pass --central-kubeconfig, set KUBECONFIG, create "
             "~/.kube/config, or run inside the cluster"

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import kubernetes
+import yaml
 
 from gitmesh import errors
 
@@ -61,6 +62,7 @@ def configuration(
     """The client's configuration from a kubeconfig (a dict, a file, or None: in-cluster);
     whatever the loader raises becomes a CredentialsError holding no secret."""
     config = kubernetes.client.Configuration()
+    _check_context(name, kubeconfig, context)
     try:
         if kubeconfig is None:
             kubernetes.config.load_incluster_config(client_configuration=config)
@@ -73,8 +75,31 @@ def configuration(
                 dict(kubeconfig), context=context, client_configuration=config
             )
     except Exception as e:  # the loader raises whatever a malformed kubeconfig triggers
+        kind = "" if isinstance(e, kubernetes.config.ConfigException) else f"{type(e).__name__}: "
         raise errors.CredentialsError(
-            f"cannot use the kubeconfig of {name}: {type(e).__name__}: "
-            f"{errors.cut(errors.scrub(str(e)), 160)}"
+            f"cannot use the kubeconfig of {name}: {kind}{errors.cut(errors.scrub(str(e)), 160)}"
         ) from None
     return config
+
+
+def _check_context(
+    name: str, kubeconfig: Mapping[str, Any] | Path | None, context: str | None
+) -> None:
+    """A context the kubeconfig lacks, said as kubectl says it (with the ones it has)."""
+    if context is None or kubeconfig is None:
+        return
+    doc: Any = kubeconfig
+    if isinstance(kubeconfig, Path):
+        try:
+            doc = yaml.safe_load(kubeconfig.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            return  # the loader says what is wrong with the file
+    if not isinstance(doc, Mapping):
+        return
+    names = [str(c.get("name")) for c in doc.get("contexts") or () if isinstance(c, Mapping)]
+    if context not in names:
+        where = f" ({kubeconfig})" if isinstance(kubeconfig, Path) else ""
+        raise errors.CredentialsError(
+            f'context "{errors.cut(context, 80)}" does not exist in the kubeconfig of '
+            f"{name}{where}; it has: {errors.cut(', '.join(names), 200) or 'none'}"
+        )

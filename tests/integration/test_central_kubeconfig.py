@@ -49,3 +49,24 @@ def test_no_kubeconfig_is_one_line_naming_what_to_do(
     err = capsys.readouterr().err.strip()
     assert err.startswith("gitmesh plan: no central kubeconfig: pass --central-kubeconfig")
     assert "\n" not in err
+    # KUBECONFIG set, naming files that are not there: said so (before: "set KUBECONFIG").
+    monkeypatch.setenv("KUBECONFIG", "nope.kc")
+    assert cli.main(["plan", *_args(world)]) == 1
+    assert capsys.readouterr().err.strip() == (
+        "gitmesh plan: no central kubeconfig: KUBECONFIG names nope.kc, and no such file "
+        "exists; fix KUBECONFIG or pass --central-kubeconfig"
+    )
+
+
+def test_a_context_the_kubeconfig_lacks_is_said_as_kubectl_says_it(
+    world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: `ConfigException: Invalid kube-config file. Expected object with name nope in
+    …/contexts list`. kubectl: `context "nope" does not exist`."""
+    kubeconfig = world.server.write_kubeconfig(tmp_path / "kc", "central")
+    args = [*_args(world), "--central-kubeconfig", str(kubeconfig), "--central-context", "nope"]
+    assert cli.main(["plan", *args]) == 1
+    assert capsys.readouterr().err.strip() == (
+        f'gitmesh plan: context "nope" does not exist in the kubeconfig of central '
+        f"({kubeconfig}); it has: central"
+    )

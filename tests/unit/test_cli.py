@@ -51,11 +51,22 @@ def test_durations_as_kubectl_writes_them(flags: list[str], field: str, seconds:
         (["--interval", "abc"], {}, "argument --interval: 'abc' is not a duration"),
         (["--resync", "1s"], {}, "argument --resync: '1s' is too short: at least 10s"),
         (["--concurrency", "0"], {}, "argument --concurrency: '0': must be at least 1"),
-        ([], {"GITMESH_CONCURRENCY": "abc"}, "argument --concurrency: 'abc' is not a whole"),
-        ([], {"GITMESH_INTERVAL": "soon"}, "argument --interval: 'soon' is not a duration"),
-        ([], {"GITMESH_LISTEN": "bad"}, "argument --listen: 'bad' is not HOST:PORT"),
-        ([], {"GITMESH_LOG_FORMAT": "yaml"}, "argument --log-format: 'yaml' is not one of"),
-        ([], {"GITMESH_LOG_LEVEL": "loud"}, "argument --log-level: 'loud' is not one of"),
+        # A bad value from a variable is named by the variable too (before: the flag alone,
+        # which the user never typed).
+        (
+            [],
+            {"GITMESH_CONCURRENCY": "abc"},
+            "argument --concurrency: from $GITMESH_CONCURRENCY: 'abc' is not a whole",
+        ),
+        (
+            [],
+            {"GITMESH_INTERVAL": "soon"},
+            "argument --interval: from $GITMESH_INTERVAL: 'soon' is not a duration",
+        ),
+        ([], {"GITMESH_LISTEN": "bad"}, "--listen: from $GITMESH_LISTEN: 'bad' is not HOST:PORT"),
+        ([], {"GITMESH_LOG_FORMAT": "yaml"}, "from $GITMESH_LOG_FORMAT: 'yaml' is not one of"),
+        ([], {"GITMESH_LOG_LEVEL": "loud"}, "from $GITMESH_LOG_LEVEL: 'loud' is not one of"),
+        ([], {"GITMESH_REQUEST_TIMEOUT": "abc"}, "from $GITMESH_REQUEST_TIMEOUT: 'abc' is not"),
     ],
 )
 def test_usage_errors_exit_2_in_one_line(
