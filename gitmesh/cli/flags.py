@@ -5,6 +5,7 @@ settings, source and central cluster they describe."""
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 from collections.abc import Callable
@@ -58,6 +59,7 @@ def env(name: str, default: str | None = None) -> str | None:
 def _says_where(parse: Callable[[str], T]) -> Callable[[str], T]:
     """An argparse type whose error names the variable a value came from, if it did."""
 
+    @functools.wraps(parse)
     def checked(text: str) -> T:
         try:
             return parse(text)

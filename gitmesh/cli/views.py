@@ -56,9 +56,10 @@ def print_problems(problems: Sequence[Problem], fmt: str, *, prefix: str = "") -
 def progress_line() -> Callable[[int, int], None]:
     """`  12/1000 remotes` rewritten in place on a terminal, ended by a newline."""
 
+    from gitmesh import logs
+
     def show(done: int, total: int) -> None:
-        end = "\n" if done == total else ""
-        print(f"\r  {done}/{total} remotes", end=end, file=sys.stderr, flush=True)
+        logs.status_line(f"  {done}/{total} remotes", done=done == total)
 
     return show
 

@@ -164,7 +164,11 @@ def apply_component(
         if done in counts:
             counts[done] += 1
             log.info(
-                "%s %s", done, item.ref, extra={"remote": applier.name, "component": comp.name}
+                "%s %s%s",
+                done,
+                item.ref,
+                " (server dry run)" if applier.settings.dry_run else "",
+                extra={"remote": applier.name, "component": comp.name},
             )
     objects = len(comp.namespaces) if comp.name == "injection" else len(comp.objects)
     for warning in comp.warnings:

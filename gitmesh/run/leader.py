@@ -101,19 +101,20 @@ class Elector:
             self._thread.join(self.retry_period + 5)
         if release and self._leader.is_set():
             self._release()
-        self._set(False)
+        self._set(False, say=False)  # given up, not lost: "lease released" said it
 
-    def _set(self, leader: bool) -> None:
+    def _set(self, leader: bool, *, say: bool = True) -> None:
         if leader == self._leader.is_set():
             return
         if leader:
             self._leader.set()
         else:
             self._leader.clear()
-        logs.get().info(
-            "leadership " + ("acquired" if leader else "lost"),
-            extra={"identity": self.identity, "lease": self.name},
-        )
+        if say:
+            logs.get().info(
+                "leadership " + ("acquired" if leader else "lost"),
+                extra={"identity": self.identity, "lease": self.name},
+            )
         if self.on_change is not None:
             self.on_change(leader)
 
