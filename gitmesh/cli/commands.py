@@ -17,11 +17,11 @@ from pathlib import Path
 from gitmesh.cli.flags import central_cluster, central_kubeconfig, make_source, pass_settings
 from gitmesh.cli.views import (
     color,
-    print_problems,
     progress_line,
     repo_prefix,
     status_table,
     summary,
+    validation,
 )
 from gitmesh.errors import Forbidden, GitmeshError
 from gitmesh.settings import RunSettings, Settings
@@ -30,29 +30,39 @@ from gitmesh.status.results import PassResult
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    """Validate a mesh repository directory."""
-    root = Path(args.path)
-    if not root.is_dir():
-        print(f"gitmesh validate: {root}: not a directory", file=sys.stderr)
+    """Validate a mesh repository directory: the one given, or, as git finds its
+    repository, the nearest one above it that has mesh.yaml."""
+    given = Path(args.path)
+    if not given.is_dir():
+        print(f"gitmesh validate: {given}: not a directory", file=sys.stderr)
         return 2
+    root = _mesh_root(given)
+    if root != given:
+        print(f"gitmesh validate: checking {root} (its {meshrepo.MESH_FILE})", file=sys.stderr)
     files, problems = meshrepo.read_dir(root)
     repo = meshrepo.parse(files, refused=problems)
     problems = list(repo.problems)
-    print_problems(problems, args.format, prefix=repo_prefix(root))
+    warnings = []
     if repo.mesh is not None and not repo.remotes and not repo.invalid:
-        print(
+        warnings.append(
             f"{root}: warning: no remote files: a pass would remove every remote gitmesh "
-            "applied to, and refuses to without --allow-mass-prune",
-            file=sys.stderr,
+            "applied to, and refuses to without --allow-mass-prune"
         )
-    if args.format == "text":
-        state = "invalid" if problems else "valid"
-        print(
-            f"{state}: {len(repo.remotes)} remote(s) valid, {len(repo.invalid)} invalid, "
-            f"{len(problems)} problem(s)",
-            file=sys.stderr,
-        )
+    counts = (len(repo.remotes), len(repo.invalid))
+    validation(problems, warnings, counts, args.format, prefix=repo_prefix(root))
     return 1 if problems else 0
+
+
+def _mesh_root(path: Path) -> Path:
+    """`path`, or the nearest directory above it holding mesh.yaml, not leaving the git
+    work tree it is in; `path` when there is none (validate then says mesh.yaml is missing)."""
+    here = path.resolve()
+    for candidate in (here, *here.parents):
+        if (candidate / meshrepo.MESH_FILE).is_file():
+            return path if candidate == here else candidate
+        if (candidate / ".git").exists():
+            break
+    return path
 
 
 def cmd_schema(args: argparse.Namespace) -> int:

@@ -64,13 +64,18 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_validate(sub: Subparsers) -> None:
     """`gitmesh validate`: the pull-request check."""
     p = sub.add_parser("validate", help="check a mesh repository (for pull requests)")
-    p.add_argument("path", nargs="?", default=".", help="the mesh repository directory")
+    p.add_argument(
+        "path",
+        nargs="?",
+        default=".",
+        help="the mesh repository directory, or one inside it (default: .)",
+    )
     p.add_argument(
         "-o",
         "--output",
         "--format",
         dest="format",
-        choices=["text", "github", "json"],
+        choices=["text", "github", "json", "yaml"],
         default="text",
         help="output format (default: text)",
     )

@@ -36,13 +36,42 @@ def repo_prefix(root: Path) -> str:
     return ""
 
 
-def print_problems(problems: Sequence[Problem], fmt: str, *, prefix: str = "") -> None:
-    if fmt == "json":
+def validation(
+    problems: Sequence[Problem],
+    warnings: Sequence[str],
+    remotes: tuple[int, int],
+    fmt: str,
+    *,
+    prefix: str = "",
+) -> None:
+    """What `gitmesh validate` found, on stdout: problems (errors) and warnings, then a
+    summary; as JSON or YAML, the same with counts and each entry's severity."""
+    valid, invalid = remotes
+    if fmt in ("json", "yaml"):
         rows = [
-            {"file": p.file, "line": p.line, "col": p.col, "field": p.field, "message": p.message}
+            {
+                "severity": "error",
+                "file": p.file,
+                "line": p.line,
+                "col": p.col,
+                "field": p.field,
+                "message": p.message,
+            }
             for p in problems
-        ]
-        print(json.dumps({"valid": not problems, "problems": rows}, indent=2))
+        ] + [{"severity": "warning", "message": w} for w in warnings]
+        doc = {
+            "valid": not problems,
+            "remotes": {"valid": valid, "invalid": invalid},
+            "errors": len(problems),
+            "warnings": len(warnings),
+            "problems": rows,
+        }
+        if fmt == "json":
+            print(json.dumps(doc, indent=2))
+        else:
+            import yaml
+
+            print(yaml.safe_dump(doc, sort_keys=False), end="")
         return
     for p in problems:
         if fmt == "github":
@@ -51,6 +80,14 @@ def print_problems(problems: Sequence[Problem], fmt: str, *, prefix: str = "") -
             print(f"::error file={file},line={p.line},col={p.col},title={title}::{message}")
         else:
             print(p)
+    for w in warnings:
+        print(f"::warning title=gitmesh::{_escape_data(w)}" if fmt == "github" else w)
+    if fmt == "text":
+        state = "invalid" if problems else "valid"
+        print(
+            f"{state}: {valid} remote(s) valid, {invalid} invalid, {len(problems)} problem(s)"
+            + (f", {len(warnings)} warning(s)" if warnings else "")
+        )
 
 
 def progress_line() -> Callable[[int, int], None]:

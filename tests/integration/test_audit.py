@@ -115,7 +115,7 @@ def test_removing_every_remote_is_refused_unless_allowed(
     )
     capsys.readouterr()
     assert cli.main(["validate", str(world.repo.work)]) == 0
-    assert "warning: no remote files" in capsys.readouterr().err
+    assert "warning: no remote files" in capsys.readouterr().out
     before = world.writes()
     assert world.reconcile() == 1
     err = capsys.readouterr().err

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from gitmesh import cli, specs
 from gitmesh.specs import meshrepo
@@ -56,12 +57,46 @@ def make_repo(root: Path, remotes: dict[str, str | bytes], mesh: bytes = MESH) -
     return root
 
 
-@pytest.mark.parametrize("where", ["example-repo", "example-repo/istiod"])
-def test_example_repo_validates(where: str, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(("where", "remotes"), [("example-repo", 2), ("example-repo/istiod", 1)])
+def test_example_repo_validates(
+    where: str, remotes: int, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`gitmesh validate example-repo` (RemoteIstio) and `example-repo/istiod`
-    (IstiodRemote) exit 0."""
+    (IstiodRemote) exit 0, the summary on stdout (before: on stderr)."""
     assert cli.main(["validate", str(ROOT / where)]) == 0
-    assert capsys.readouterr().out == ""
+    out = capsys.readouterr()
+    assert out.out == f"valid: {remotes} remote(s) valid, 0 invalid, 0 problem(s)\n"
+    assert out.err == ""
+
+
+def test_validate_from_inside_the_repository_finds_it_as_git_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: run from remotes/ it said `mesh.yaml is missing`. Git and kustomize users
+    expect the repository found from a directory inside it."""
+    repo = make_repo(tmp_path, {"remoteistio-sample.yaml": SEED_SAMPLE})
+    monkeypatch.chdir(repo / "remotes")
+    assert cli.main(["validate"]) == 0
+    out = capsys.readouterr()
+    assert out.out.startswith("valid: 1 remote(s) valid")
+    assert f"checking {repo.resolve()} (its mesh.yaml)" in out.err
+
+
+@pytest.mark.parametrize("fmt", ["json", "yaml"])
+def test_validate_for_machines_has_counts_and_severities(
+    fmt: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: `-o json` had no counts or severities and `-o yaml` was refused."""
+    bad = (ROOT / "tests/data/invalid/port-protocol.yaml").read_text()
+    repo = make_repo(tmp_path, {"bad.yaml": bad, "remoteistio-sample.yaml": SEED_SAMPLE})
+    assert cli.main(["validate", str(repo), "-o", fmt]) == 1
+    text = capsys.readouterr().out
+    doc = json.loads(text) if fmt == "json" else yaml.safe_load(text)
+    assert doc["valid"] is False
+    assert doc["remotes"] == {"valid": 1, "invalid": 1}
+    assert (doc["errors"], doc["warnings"]) == (1, 0)
+    assert doc["problems"][0]["severity"] == "error"
+    assert doc["problems"][0]["file"] == "remotes/bad.yaml"
 
 
 def test_seed_sample_validates_verbatim(tmp_path: Path) -> None:
@@ -119,6 +154,7 @@ def test_every_problem_in_every_file_in_one_run(
         "greater than or equal to 1",
         "remotes/worse.yaml:11:21: spec.enabledServices[0].ports[0].protocol: Input should be "
         "'TCP', 'UDP' or 'SCTP', got 'HTTP'",
+        "invalid: 0 remote(s) valid, 2 invalid, 3 problem(s)",
     ]
 
 
