@@ -94,6 +94,8 @@ def text(result: PassResult, *, color: bool = False, note: str = "") -> str:
             a: sum(1 for i in changed[name] if i.action == a) for a in ("create", "patch", "delete")
         }
         lines.append(f"\nremote {name}: {_counts(counts)}")
+        if res.report.message:
+            lines.append(f"  note: {res.report.message}")
         for item in changed[name]:
             head = f"  {SYMBOL[item.action]} [{item.component}] {item.ref}"
             lines.append(f"{COLOR[item.action]}{head}{RESET}" if color else head)
@@ -125,7 +127,8 @@ def markdown(result: PassResult, *, limit: int = COMMENT_LIMIT, note: str = "") 
     for name in sorted(set(changed) | set(failed)):
         items = changed.get(name, [])
         counts = [sum(1 for i in items if i.action == a) for a in ("create", "patch", "delete")]
-        note = f"cannot plan: {_cell(failed[name].report.message)}" if name in failed else ""
+        message = result.remotes[name].report.message
+        note = f"cannot plan: {_cell(message)}" if name in failed else _cell(message)
         head.append(f"| `{name}` | {counts[0]} | {counts[1]} | {counts[2]} | {note} |")
     details: list[str] = []
     for name, items in changed.items():

@@ -9,7 +9,7 @@ primary's gateway address and root certificate as `<...>` markers. Pure.
 
 from __future__ import annotations
 
-from gitmesh import plan, render
+from gitmesh import plan, render, specs
 from gitmesh.errors import SpecError
 from gitmesh.specs import meshrepo
 from gitmesh.status.reports import PassReport, RemoteReport
@@ -50,6 +50,20 @@ def _items(rendered: render.Rendered) -> list[plan.Item]:
             continue
         items += plan.component(comp.name, list(comp.objects), [])
     return items
+
+
+def as_new(
+    name: str, spec: specs.Remote, mesh: specs.Mesh, central: render.Central
+) -> RemoteResult:
+    """A remote `plan` cannot reach yet (no kubeconfig Secret: a pull request adding it,
+    before `gitmesh join`): its objects as creates, with a note saying so."""
+    rendered = render.remote(spec, mesh, central, cacerts=_CACERTS)
+    note = (
+        "not joined yet (no kubeconfig for it on central, or its Secret is gone): planned "
+        f"as if new; `gitmesh join {name} --kubeconfig <its admin kubeconfig>` gives gitmesh "
+        "its access"
+    )
+    return RemoteResult(RemoteReport(name, "Planned", message=note), tuple(_items(rendered)))
 
 
 def plan_repo(repo: meshrepo.Repo, revision: str) -> PassResult:

@@ -24,7 +24,7 @@ from gitmesh.credentials.remote import (
     renewed,
     set_multicluster,
 )
-from gitmesh.reconcile import primary, rollouts
+from gitmesh.reconcile import offline, primary, rollouts
 from gitmesh.reconcile.apply import Applier, apply_component, component_items
 from gitmesh.reconcile.observe import Observed, observe_remote, served
 from gitmesh.resources import Obj
@@ -105,6 +105,8 @@ def reconcile_remote(
             if out.failure is None and not (settings.plan_only or settings.dry_run):
                 out.rollouts = rollouts.check(rendered, observed, applier, started, interrupted)
     except Exception as e:  # one remote's failure, whatever it is, is that remote's alone
+        if settings.plan_only and isinstance(e, errors.MissingCredentials):
+            return offline.as_new(name, spec, mesh, central_state)  # a PR adding a remote
         message = failed(name, e, config)
         _log_failure(settings, ctx, message)
         return RemoteResult(RemoteReport(name, "ReconcileFailed", message=message, error=message))

@@ -346,12 +346,33 @@ def test_plan_exit_codes_and_formats(world: World, capsys: pytest.CaptureFixture
     assert world.plan("--format", "markdown") == 0
     comment = capsys.readouterr().out
     assert "**0 change(s) to 0 of 2 remote(s).**" in comment and "remote-eu" not in comment
-    store = world.store("central")  # a remote whose kubeconfig is gone cannot be planned
-    store.delete(store.kind("", "v1", "secrets"), "istio-system", EU)
+    # A remote whose kubeconfig is broken cannot be planned.
+    world.merge_patch("central", "secrets", NS, EU, {"data": {EU: b64("clusters: [")}})
     assert world.plan("--exit-code") == 2
     assert world.plan() == 1
     captured = capsys.readouterr()
     assert "cannot plan" in captured.out + captured.err
+
+
+def test_a_remote_not_joined_yet_is_planned_as_new(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: a pull request adding a remote before its kubeconfig Secret exists (the
+    natural order) failed the plan ('cannot plan'). After: planned as new, with a note
+    saying to run `gitmesh join`; reconcile still refuses it alone until then."""
+    spec = yaml.safe_load((world.repo.work / "remotes" / f"{EU}.yaml").read_text())
+    spec["metadata"]["name"] = "remote-new"
+    world.repo.commit({"remotes/remote-new.yaml": yaml.safe_dump(spec)}, "add remote-new")
+    assert world.reconcile() == 1
+    assert world.status()["status/remote-new.yaml"]["state"] == "ReconcileFailed"
+    assert world.status()[f"status/{EU}.yaml"]["state"] == "Available"
+    capsys.readouterr()
+    assert world.plan("--exit-code") == 1  # changes, not an error
+    out = capsys.readouterr().out
+    assert "remote remote-new: " in out and " to create" in out
+    assert "note: not joined yet" in out and "gitmesh join remote-new" in out
+    assert world.plan("-o", "markdown") == 0
+    assert "not joined yet" in capsys.readouterr().out
 
 
 def test_kubeconfig_is_reread_each_pass(world: World) -> None:
