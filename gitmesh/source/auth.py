@@ -111,6 +111,28 @@ _SCP_LIKE = re.compile(
 )
 
 
+# Names reserved for examples and never anyone's server (RFC 2606, RFC 6761): a URL on one
+# is a placeholder left unchanged, as in deploy/base/config.yaml.
+_EXAMPLE_DOMAINS = ("example.com", "example.net", "example.org")
+_EXAMPLE_TLDS = (".example", ".invalid")
+
+
+def _refuse_placeholder(url: str, shown: str) -> None:
+    try:
+        host = (urllib.parse.urlsplit(url).hostname or "").rstrip(".").lower()
+    except ValueError:
+        return
+    placeholder = host in _EXAMPLE_DOMAINS or host.endswith(
+        tuple(f".{d}" for d in _EXAMPLE_DOMAINS) + _EXAMPLE_TLDS
+    )
+    if placeholder:
+        raise SourceError(
+            f"repository URL {shown!r} is a placeholder ({host} is reserved for examples): "
+            "set --repo (GITMESH_REPO; in the deploy ConfigMap gitmesh) to your mesh "
+            "repository"
+        )
+
+
 def check_url(url: str) -> str:
     """`url` if it names a repository the way gitmesh supports (https, http, ssh, git or
     file URLs, scp-like `user@host:path`, a local path), else a SourceError. git itself
@@ -137,6 +159,7 @@ def check_url(url: str) -> str:
                 f"repository URL {shown!r}: scheme {scheme!r} is not supported "
                 f"(use one of {', '.join(_SCHEMES)}, user@host:path, or a local path)"
             )
+        _refuse_placeholder(url, shown)
         return url
     if ":" in url.split("/", 1)[0] and not _SCP_LIKE.fullmatch(url):
         raise SourceError(f"repository URL {shown!r} is neither a URL, user@host:path nor a path")

@@ -101,6 +101,31 @@ def test_a_repository_url_never_becomes_a_git_option_or_command(
 
 
 @pytest.mark.localkube_only  # refused before any cluster is asked: one backend is enough
+@pytest.mark.parametrize(
+    "url",
+    [
+        None,  # the deploy ConfigMap's, as shipped
+        "https://github.example.com/acme/mesh.git",
+        "ssh://git@git.example/mesh.git",
+        "https://example.org/mesh",
+    ],
+)
+def test_a_placeholder_repository_is_refused_before_anything_starts(
+    world: World, url: str | None
+) -> None:
+    """Before: the deploy ConfigMap shipped https://github.com/example/mesh.git, the steps
+    never said to change it, and gitmesh started with it. After: the ConfigMap's URL is on
+    a name reserved for examples (RFC 2606), as any such URL is refused: exit 1, saying
+    what to set."""
+    shipped = yaml.safe_load((DEPLOY / "base" / "config.yaml").read_text())["data"]
+    args, env = _repo_by("configmap", url or shipped["GITMESH_REPO"], world)
+    done = _gitmesh(["reconcile", "--once", *args], env)
+    assert done.returncode == 1, done.stderr
+    assert "is a placeholder" in done.stderr and "GITMESH_REPO" in done.stderr, done.stderr
+    assert world.writes() == 0
+
+
+@pytest.mark.localkube_only  # refused before any cluster is asked: one backend is enough
 @pytest.mark.parametrize("flag", ["--revision", "--status-branch"])
 def test_a_revision_or_branch_never_becomes_a_git_option(world: World, flag: str) -> None:
     done = _gitmesh(["reconcile", "--once", *world.args, f"{flag}=--output=x"])
