@@ -305,13 +305,21 @@ def cmd_status(args: argparse.Namespace) -> int:
         {"remote": n, "state": "NotReconciled", "outOfSync": True, "lastAppliedRevision": ""}
         for n in sorted(set(repo.remotes) - known)
     ]
+    missing = [n for n in args.remotes if n not in {r["remote"] for r in rows}]
+    if args.remotes:  # as kubectl get NAME...: those asked for, then an error for the rest
+        rows = [r for r in rows if r["remote"] in args.remotes]
     report = {"revision": snapshot.commit, "remotes": rows}
     if args.format == "json":
         print(json.dumps(report, indent=2))
     elif args.format == "yaml":
         print(yaml.safe_dump(report, sort_keys=False), end="")
-    else:
-        status_table(rows, snapshot.commit)
+    elif rows:
+        status_table(rows, snapshot.commit, wide=args.format == "wide")
+    for n in missing:
+        where = "neither in the repository nor on the status branch"
+        print(f"gitmesh status: remote {n!r} is {where}", file=sys.stderr)
+    if missing:
+        return 1
     healthy = all(r["state"] == "Available" and not r["outOfSync"] for r in rows)
     return 2 if args.exit_code and not healthy else 0
 

@@ -1,7 +1,9 @@
-"""Durations as people write them on a command line: kubectl's and Go's syntax.
+"""Durations as people write them on a command line: kubectl's and Go's syntax; and ages
+as kubectl prints them.
 
 Pure. `30s`, `5m`, `1h30m`, `250ms`, `1.5s`, or a bare number of seconds (as kubectl's
-`--request-timeout` takes both). Used by every flag that takes a time.
+`--request-timeout` takes both). Used by every flag that takes a time. `age` is kubectl's
+AGE column (k8s.io/apimachinery pkg/util/duration HumanDuration).
 """
 
 from __future__ import annotations
@@ -43,3 +45,29 @@ def format_seconds(seconds: float) -> str:
         if seconds >= size and seconds % size == 0:
             return f"{int(seconds // size)}{unit}"
     return f"{seconds:g}s"
+
+
+def age(seconds: float) -> str:
+    """How long ago, as kubectl's AGE column says it: 95s, 5m3s, 42m, 3h20m, 20h, 5d4h,
+    300d, 2y30d (k8s.io/apimachinery@v0.36.3 pkg/util/duration/duration.go lines 48-93)."""
+    s = int(seconds)
+    if s < -1:
+        return "<invalid>"
+    if s < 0:
+        return "0s"
+    if s < 120:
+        return f"{s}s"
+    minutes, hours, days = s // 60, s // 3600, s // 86400
+    steps = [
+        (minutes < 10, minutes, "m", s % 60, "s"),
+        (minutes < 180, minutes, "m", 0, ""),
+        (hours < 8, hours, "h", minutes % 60, "m"),
+        (hours < 48, hours, "h", 0, ""),
+        (hours < 24 * 8, days, "d", hours % 24, "h"),
+        (hours < 24 * 365 * 2, days, "d", 0, ""),
+        (hours < 24 * 365 * 8, days // 365, "y", days % 365, "d"),
+    ]
+    for below, big, unit, small, small_unit in steps:
+        if below:
+            return f"{big}{unit}{small}{small_unit}" if small else f"{big}{unit}"
+    return f"{days // 365}y"

@@ -225,13 +225,20 @@ def _add_run(sub: Subparsers) -> None:
 def _add_status(sub: Subparsers) -> None:
     """`gitmesh status`: the remotes' state from the status branch."""
     p = sub.add_parser("status", help="show the remotes' state from the status branch")
+    p.add_argument(
+        "remotes",
+        nargs="*",
+        metavar="REMOTE",
+        type=remote_name_arg,
+        help="only these remotes (default: all)",
+    )
     add_source_flags(p)
     p.add_argument(
         "-o",
         "--output",
         "--format",
         dest="format",
-        choices=["text", "json", "yaml"],
+        choices=["text", "wide", "json", "yaml"],
         default="text",
         help="output format (default: text)",
     )

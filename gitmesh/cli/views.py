@@ -3,9 +3,11 @@ progress line, the pass summary and the status table."""
 
 from __future__ import annotations
 
+import calendar
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -136,19 +138,34 @@ def summary(result: PassResult) -> None:
     print(f"{len(rows)} remote(s): {tally}")
 
 
-def status_table(rows: list[dict[str, Any]], head: str) -> None:
-    header = ("REMOTE", "STATE", "SINCE", "APPLIED", "SYNC", "ENDPOINTS")
-    table = [header] + [
-        (
+def status_table(rows: list[dict[str, Any]], head: str, *, wide: bool = False) -> None:
+    """The remotes as kubectl get prints objects: SINCE is the age of the state (kubectl's
+    AGE); -o wide adds the revision last attempted, the replica and the message."""
+    from gitmesh.cli import durations
+
+    header: tuple[str, ...] = ("REMOTE", "STATE", "SINCE", "APPLIED", "SYNC", "ENDPOINTS")
+    if wide:
+        header += ("ATTEMPTED", "BY", "MESSAGE")
+    now = time.time()
+    table = [header]
+    for r in rows:
+        since = _epoch(r.get("since", ""))
+        row: tuple[str, ...] = (
             r["remote"],
             r["state"],
-            r.get("since", ""),
+            durations.age(now - since) if since is not None else "-",
             r["lastAppliedRevision"][:12] or "-",
             "OutOfSync" if r["outOfSync"] else "Synced",
             str(r.get("endpoints", "-")),
         )
-        for r in rows
-    ]
+        if wide:
+            message = " ".join(str(r.get("message") or "").split())
+            row += (
+                str(r.get("lastAttemptedRevision") or "-")[:12],
+                str(r.get("reconciledBy") or "-"),
+                (message[:77] + "...") if len(message) > 80 else message or "-",
+            )
+        table.append(row)
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     for row in table:
         print("   ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
@@ -158,3 +175,11 @@ def status_table(rows: list[dict[str, Any]], head: str) -> None:
             print(f"{r['remote']}: {r['message']}")
         for warning in r.get("warnings") or ():
             print(f"{r['remote']}: warning: {warning}")
+
+
+def _epoch(text: str) -> float | None:
+    """A status time (2026-01-01T00:00:00Z) as seconds since the epoch; None if it is not one."""
+    try:
+        return calendar.timegm(time.strptime(text, "%Y-%m-%dT%H:%M:%SZ"))
+    except (TypeError, ValueError):
+        return None

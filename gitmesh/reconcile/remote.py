@@ -83,13 +83,7 @@ def reconcile_remote(
             )
             applier = Applier(remote, name, settings, observed.kinds)
             _credential_warnings(out, config, ctx)
-            # What cannot work (a central CA that cannot sign this remote's intermediate, an
-            # injector the remote's Kubernetes cannot serve): nothing is written, not even
-            # the namespace and mesh config (they would be half a remote).
-            if needs.central_ca and central_state.ca_error:
-                out.failure = central_state.ca_error
-            if out.failure is None and rendered.refused:
-                out.failure = f"{rendered.refused} ({_kubernetes(remote)})"
+            out.failure = _refusal(needs, central_state, rendered, remote)
             _components(
                 out,
                 rendered,
@@ -326,12 +320,21 @@ def _primary_secret(
     )
 
 
-def _kubernetes(remote: Cluster) -> str:
-    """The remote's Kubernetes version, for a refusal that depends on it."""
+def _refusal(
+    needs: render.Needs, central: render.Central, rendered: render.Rendered, remote: Cluster
+) -> str | None:
+    """Why nothing can work on this remote (a central CA that cannot sign its intermediate,
+    an injector its Kubernetes cannot serve), or None: then nothing is written, not even
+    the namespace and mesh config (they would be half a remote)."""
+    if needs.central_ca and central.ca_error:
+        return central.ca_error
+    if rendered.refused is None:
+        return None
     try:
-        return f"{remote.name} runs Kubernetes {remote.server_version() or 'of an unknown version'}"
+        version = f"{remote.name} runs Kubernetes {remote.server_version() or '(unknown)'}"
     except errors.ClusterError as e:
-        return f"its version could not be read: {e}"
+        version = f"its version could not be read: {e}"
+    return f"{rendered.refused} ({version})"
 
 
 def _cacerts(

@@ -210,6 +210,14 @@ def _degraded(remote: RemoteReport, timeout: float) -> RemoteReport:
     return dataclasses.replace(remote, state=health.DEGRADED, message=text)
 
 
+def _warnings(remote: RemoteReport, components: Mapping[str, Any]) -> list[str]:
+    """This pass's warnings only: a remote that was not attempted (InvalidSpec) keeps its
+    components' history, not the warnings of its last good pass."""
+    if not remote.components:
+        return []
+    return [w for c in components.values() if isinstance(c, dict) for w in c.get("warnings") or ()]
+
+
 def _status(
     remote: RemoteReport,
     revision: str,
@@ -271,9 +279,7 @@ def _status(
         status["reconciledBy"] = by
     if remote.message:
         status["message"] = _message(remote)
-    warnings = [
-        w for c in components.values() if isinstance(c, dict) for w in c.get("warnings") or ()
-    ]
+    warnings = _warnings(remote, components)
     if warnings:
         status["warnings"] = warnings
     return status

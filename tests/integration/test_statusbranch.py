@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -174,24 +176,42 @@ def test_two_writers_racing_lose_nothing(remote: MeshRemote, tmp_path: Path) -> 
 def test_status_command_table_and_json(
     remote: MeshRemote, branch: StatusBranch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """`gitmesh status --repo R` shows each remote's state, since, the revision it was last
-    applied at, whether that is the source revision, and its endpoints."""
-    write(branch, report(remote.head), "2026-01-01T00:00:00Z")
+    """`gitmesh status --repo R` shows each remote's state, for how long (an age, as
+    kubectl's AGE; before: the absolute time), the revision it was last applied at, whether
+    that is the source revision, and its endpoints."""
+    an_hour_ago = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 3 * 3600))
+    write(branch, report(remote.head), an_hour_ago)
     args = ["status", "--repo", remote.url, "--cache-dir", str(tmp_path / "c2")]
     assert cli.main(args) == 0
     table = capsys.readouterr().out.splitlines()
     assert table[0].split() == ["REMOTE", "STATE", "SINCE", "APPLIED", "SYNC", "ENDPOINTS"]
-    assert table[1].split() == [
-        "remote-1",
-        "Available",
-        "2026-01-01T00:00:00Z",
-        remote.head[:12],
-        "Synced",
-        "2",
-    ]
+    assert table[1].split() == ["remote-1", "Available", "3h", remote.head[:12], "Synced", "2"]
     for flag in ("--format", "-o"):
         assert cli.main([*args, flag, "json"]) == 0
-        import json
-
         rows = json.loads(capsys.readouterr().out)["remotes"]
         assert rows[0]["remote"] == "remote-1" and rows[0]["endpoints"] == 2
+        assert rows[0]["since"] == an_hour_ago  # machines get the time itself
+
+
+def test_status_of_named_remotes_and_wide(
+    remote: MeshRemote, branch: StatusBranch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: no remote-name argument and no -o wide. As kubectl get NAME: the remotes
+    asked for; one that is nowhere is an error line and exit 1, after the others."""
+    rep = report(remote.head)
+    two = RemoteReport("remote-2", "ReconcileFailed", message="cannot reach remote-2")
+    write(
+        branch, PassReport(rep.revision, {**rep.remotes, "remote-2": two}), "2026-01-01T00:00:00Z"
+    )
+    args = ["status", "--repo", remote.url, "--cache-dir", str(tmp_path / "c2")]
+    assert cli.main([*args, "remote-2", "-o", "wide"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    wide = ["REMOTE", "STATE", "SINCE", "APPLIED", "SYNC", "ENDPOINTS", "ATTEMPTED", "BY"]
+    assert table[0].split() == [*wide, "MESSAGE"]
+    assert table[1].split()[:2] == ["remote-2", "ReconcileFailed"]
+    assert table[1].endswith("cannot reach remote-2")
+    assert not any(line.startswith("remote-1") for line in table)
+    assert cli.main([*args, "remote-1", "nope", "-o", "json"]) == 1
+    out = capsys.readouterr()
+    assert [r["remote"] for r in json.loads(out.out)["remotes"]] == ["remote-1"]
+    assert "remote 'nope' is neither in the repository nor on the status branch" in out.err

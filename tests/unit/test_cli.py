@@ -133,13 +133,15 @@ def test_no_color_turns_colour_off(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_the_distribution_name_is_the_one_the_readme_installs() -> None:
-    """ "gitmesh" on the package index is an unrelated project: pyproject, --version and the
-    README's CI snippet all use gitmesh-istio."""
+    """ "gitmesh" on the package index is an unrelated project, and gitmesh-istio is on no
+    index: pyproject, --version and the README's CI snippet use gitmesh-istio, which the
+    snippet installs from gitmesh's source (before: `pip install gitmesh-istio`)."""
     root = Path(__file__).resolve().parents[2]
     pyproject = (root / "pyproject.toml").read_text(encoding="utf-8")
     assert f'name = "{cli.DISTRIBUTION}"' in pyproject
     readme = (root / "README.md").read_text(encoding="utf-8")
-    assert f"pip install {cli.DISTRIBUTION}" in readme
+    assert f"pip install ./gitmesh-src   # the distribution {cli.DISTRIBUTION}" in readme
+    assert f"pip install {cli.DISTRIBUTION}" not in readme
     assert "pip install gitmesh\n" not in readme
 
 

@@ -159,3 +159,15 @@ def test_who_made_the_pass_alone_is_not_a_change() -> None:
         "a" * 40, one("ReconcileFailed", READY, message="x").remotes, reconciled_by="gitmesh-b"
     )
     assert status(apply(files, reports.render(failed, files, T2)))["reconciledBy"] == "gitmesh-b"
+
+
+def test_an_invalid_spec_does_not_list_its_last_good_passs_warnings() -> None:
+    """Before: an InvalidSpec remote still listed the warnings of its last good pass, as
+    if they were about the file that does not parse. Its components' history stays."""
+    warned = ComponentReport("services", "Ready", objects=1, created=1, warnings=("unbacked",))
+    files = apply({}, reports.render(one("Available", warned), {}, T0))
+    assert status(files)["warnings"] == ["unbacked"]
+    files = apply(files, reports.render(one("InvalidSpec", message="bad file"), files, T1))
+    got = status(files)
+    assert "warnings" not in got
+    assert got["components"]["services"]["lastChange"]["created"] == 1
