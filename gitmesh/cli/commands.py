@@ -124,10 +124,28 @@ def one_cycle(
     return None if done is None else done[0]
 
 
+def _refuse_uncommitted(repo: str | None) -> None:
+    """`plan --repo .` plans a commit: uncommitted spec edits would be left out without a
+    word (flux diff reads the local files), so they are refused, named."""
+    from gitmesh.source import uncommitted
+
+    changed = uncommitted(repo or "")
+    if changed:
+        shown = ", ".join(changed[:5]) + (
+            f" and {len(changed) - 5} more" if len(changed) > 5 else ""
+        )
+        raise GitmeshError(
+            f"{repo} has uncommitted changes to {shown}: plan reads commits (--revision), "
+            "not the work tree; commit or stash them first (validate checks the files as "
+            "they are)"
+        )
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     """Show what a pass would change, writing nothing."""
     from gitmesh.cli import planview
 
+    _refuse_uncommitted(args.repo)
     if args.offline:
         from gitmesh import logs
         from gitmesh.reconcile import offline

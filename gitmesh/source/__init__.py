@@ -35,6 +35,26 @@ def local_path_url(url: str) -> str:
     return str(path.resolve()) if path.exists() else url
 
 
+def uncommitted(url: str) -> list[str]:
+    """The spec files (mesh.yaml, remotes/) a local work tree at `url` has changed and not
+    committed, untracked ones too; [] for a URL, a bare repository or a clean tree."""
+    if _URL.match(url) or not Path(url).expanduser().is_dir():
+        return []
+    try:
+        repo = git.Repo(Path(url).expanduser())
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        return []
+    try:
+        if repo.bare:
+            return []
+        out = repo.git.status("--porcelain", "--untracked-files=all", "--", "mesh.yaml", "remotes")
+    except git.GitCommandError:
+        return []
+    finally:
+        repo.close()
+    return sorted(line[3:].strip() for line in out.splitlines() if line.strip())
+
+
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     """The spec files of one commit, and what changed since the last one handled."""

@@ -52,3 +52,24 @@ def test_offline_plan_of_an_istiod_remote_shows_placeholders(
     (west,) = plan["remotes"]
     service = next(c for c in west["changes"] if (c["kind"], c["name"]) == ("Service", "istiod"))
     assert service["patch"][0]["value"]["spec"]["externalName"] == "<east-west gateway address>"
+
+
+@pytest.mark.usefixtures("no_clusters")
+def test_plan_of_a_work_tree_with_uncommitted_edits_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: `plan --repo .` planned the last commit and left uncommitted edits out
+    without a word. After: refused, naming the files; committed, they are planned."""
+    (tmp_path / "git").mkdir()
+    remote = MeshRemote(tmp_path / "git")
+    spec = remote.work / "remotes" / "remote-eu.yaml"
+    spec.write_text(spec.read_text().replace("replicaCount: 1", "replicaCount: 2"))
+    (remote.work / "remotes" / "new.yaml").write_text(spec.read_text())
+    args = ["plan", "--offline", "--repo", str(remote.work), "--cache-dir", str(tmp_path / "c")]
+    assert cli.main(args) == 1
+    err = capsys.readouterr().err
+    assert "has uncommitted changes to remotes/new.yaml, remotes/remote-eu.yaml" in err
+    assert cli.main([*args, "--exit-code"]) == 2
+    (remote.work / "remotes" / "new.yaml").unlink()
+    remote.commit({"remotes/remote-eu.yaml": spec.read_text()}, "two citadels")
+    assert cli.main(args) == 0
