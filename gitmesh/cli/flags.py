@@ -83,7 +83,7 @@ def add_source_flags(p: argparse.ArgumentParser) -> None:
         "--repo",
         default=env("REPO"),
         required=env("REPO") is None,
-        help="mesh repository: https, ssh, file URL or local path",
+        help="mesh repository: https, ssh, file URL or local path (or $GITMESH_REPO)",
     )
     g.add_argument(
         "--revision",
@@ -107,8 +107,15 @@ def add_source_flags(p: argparse.ArgumentParser) -> None:
         default=env("GIT_TOKEN_FILE"),
         help="file holding an HTTPS token",
     )
-    g.add_argument("--ssh-key", type=Path, default=env("SSH_KEY"))
-    g.add_argument("--known-hosts", type=Path, default=env("KNOWN_HOSTS"))
+    g.add_argument(
+        "--ssh-key", type=Path, default=env("SSH_KEY"), help="private key for ssh:// repositories"
+    )
+    g.add_argument(
+        "--known-hosts",
+        type=Path,
+        default=env("KNOWN_HOSTS"),
+        help="known_hosts file for ssh:// repositories; host keys are checked strictly",
+    )
     g.add_argument(
         "--insecure-ignore-host-key",
         action="store_true",
@@ -226,7 +233,11 @@ def add_cluster_flags(p: argparse.ArgumentParser) -> None:
         help="kubeconfig of the central cluster (default: as kubectl finds one: $KUBECONFIG, "
         "~/.kube/config, then in-cluster config)",
     )
-    g.add_argument("--central-context", default=env("CENTRAL_CONTEXT"))
+    g.add_argument(
+        "--central-context",
+        default=env("CENTRAL_CONTEXT"),
+        help="context of the central kubeconfig (default: its current context)",
+    )
     g.add_argument(
         "--kubeconfig-dir",
         type=Path,
@@ -314,6 +325,7 @@ def _log_flags(g: argparse._ArgumentGroup) -> None:
         type=one_of("debug", "info", "warning", "error"),
         default=env("LOG_LEVEL", "info"),
         metavar="{debug,info,warning,error}",
+        help="the least severe lines logged (default: info)",
     )
 
 
@@ -324,7 +336,11 @@ def add_lease_flags(g: argparse._ArgumentGroup) -> None:
         default=env("IDENTITY"),
         help="leader election identity (default: hostname-pid)",
     )
-    g.add_argument("--lease-name", default=env("LEASE_NAME", "gitmesh"))
+    g.add_argument(
+        "--lease-name",
+        default=env("LEASE_NAME", "gitmesh"),
+        help="name of the Lease on central (default: gitmesh)",
+    )
     g.add_argument(
         "--lease-namespace",
         default=env("LEASE_NAMESPACE"),
@@ -335,12 +351,14 @@ def add_lease_flags(g: argparse._ArgumentGroup) -> None:
         type=duration_arg(minimum=1.0),
         default=env("LEASE_DURATION") or "15s",
         metavar="DURATION",
+        help="how long a holder that stops renewing keeps the Lease (default: 15s)",
     )
     g.add_argument(
         "--retry-period",
         type=duration_arg(minimum=0.1),
         default=env("RETRY_PERIOD") or "2s",
         metavar="DURATION",
+        help="how often the Lease is renewed or tried for (default: 2s)",
     )
 
 

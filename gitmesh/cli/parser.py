@@ -16,6 +16,7 @@ from gitmesh.cli.commands import (
     cmd_status,
     cmd_validate,
 )
+from gitmesh.cli.examples import EXAMPLES
 from gitmesh.cli.flags import (
     Parser,
     add_cluster_flags,
@@ -58,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_localkube(sub)
     _add_demo(sub)
     _add_completion(sub, parser)
+    for name, command in sub.choices.items():
+        command.epilog = "examples:\n" + "\n".join(f"  {line}" for line in EXAMPLES[name])
+        command.formatter_class = argparse.RawDescriptionHelpFormatter
     return parser
 
 
@@ -253,7 +257,7 @@ def _add_status(sub: Subparsers) -> None:
 def _add_completion(sub: Subparsers, parser: argparse.ArgumentParser) -> None:
     """`gitmesh completion SHELL`: a completion script generated from `parser`."""
     p = sub.add_parser("completion", help="print a shell completion script")
-    p.add_argument("shell", choices=["bash", "zsh", "fish"])
+    p.add_argument("shell", choices=["bash", "zsh", "fish"], help="the shell to complete for")
 
     def completion(args: argparse.Namespace) -> int:
         from gitmesh.cli import completion
@@ -284,7 +288,11 @@ def _add_join(sub: Subparsers) -> None:
         default=env("CENTRAL_KUBECONFIG"),
         help="kubeconfig of the central cluster (default: as kubectl finds one)",
     )
-    p.add_argument("--central-context", default=env("CENTRAL_CONTEXT"))
+    p.add_argument(
+        "--central-context",
+        default=env("CENTRAL_CONTEXT"),
+        help="context of the central kubeconfig (default: its current context)",
+    )
     p.add_argument(
         "--namespace",
         default=env("NAMESPACE") or "istio-system",
@@ -310,6 +318,7 @@ def _add_join(sub: Subparsers) -> None:
         type=duration_arg(minimum=0.1),
         default=env("REQUEST_TIMEOUT") or "30s",
         metavar="DURATION",
+        help="limit of every Kubernetes request, as kubectl's flag (default: 30s)",
     )
     p.add_argument(
         "--dry-run", action="store_true", help="send every write as a server-side dry run"

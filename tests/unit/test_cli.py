@@ -3,9 +3,11 @@ and GITMESH_* variables alike)."""
 
 from __future__ import annotations
 
+import argparse
 import io
 import os
 import pty
+import shlex
 import shutil
 import subprocess
 import sys
@@ -199,3 +201,22 @@ def test_a_flag_is_never_guessed_from_a_prefix(
         cli.main(argv)
     assert e.value.code == 2
     assert f"unrecognized arguments: {argv[3]}" in capsys.readouterr().err
+
+
+def test_every_command_has_examples_that_parse(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: no Examples in any --help. Now each command's help ends with examples, as
+    kubectl's does, and every one of them is a command line the parser takes."""
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, command in sub.choices.items():
+        help_text = command.format_help()
+        assert "\nexamples:\n  gitmesh " in help_text or "\n  source <(gitmesh" in help_text
+        for line in help_text.split("\nexamples:\n", 1)[1].splitlines():
+            text = line.split("  #", 1)[0].strip()
+            text = text.removeprefix("source <(").removesuffix(")").split(" > ", 1)[0]
+            words = shlex.split(text)
+            while "=" in words[0]:  # VAR=value gitmesh ...
+                variable, _, value = words.pop(0).partition("=")
+                monkeypatch.setenv(variable, value)
+            assert words[:2] == ["gitmesh", name], line
+            cli.build_parser().parse_args(words[1:])  # SystemExit(2) on a bad example
