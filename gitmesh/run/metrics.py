@@ -6,12 +6,20 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 
 from gitmesh import plan
 from gitmesh.status.results import PassResult
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+REMOTE_BUCKETS = (0.05, 0.25, 1, 5, 30, 120)
 
 
 class Metrics:
@@ -20,13 +28,24 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        # Per remote, a few buckets; per component, over all remotes: series grow with
+        # the remotes, not with remotes x components x buckets.
         self.pass_duration = Histogram(
             "gitmesh_pass_duration_seconds",
-            "Duration of reconciling one remote, and of each of its components",
-            ["remote", "component"],
+            "Duration of reconciling one remote",
+            ["remote"],
+            registry=r,
+            buckets=REMOTE_BUCKETS,
+        )
+        self.component_duration = Histogram(
+            "gitmesh_component_duration_seconds",
+            "Duration of reconciling one component of a remote (all remotes)",
+            ["component"],
             registry=r,
             buckets=BUCKETS,
         )
+        ProcessCollector(registry=r)  # process_cpu_seconds_total, resident memory, fds
+        PlatformCollector(registry=r)
         self.objects = Counter(
             "gitmesh_objects_total", "Objects written on remotes", ["remote", "action"], registry=r
         )
@@ -44,23 +63,7 @@ class Metrics:
             ["remote"],
             registry=r,
         )
-        self.api_requests = Counter(
-            "gitmesh_api_requests_total",
-            "Kubernetes API requests",
-            ["cluster", "verb", "code"],
-            registry=r,
-        )
-        self.fetch_duration = Histogram(
-            "gitmesh_source_fetch_duration_seconds",
-            "Duration of fetching the mesh repository",
-            registry=r,
-            buckets=BUCKETS,
-        )
-        self.fetch_failures = Counter(
-            "gitmesh_source_fetch_failures_total",
-            "Failed fetches of the mesh repository",
-            registry=r,
-        )
+        self._source_and_api(r)
         self.last_success = Gauge(
             "gitmesh_last_successful_pass_timestamp_seconds",
             "When a remote was last reconciled to Available",
@@ -88,6 +91,26 @@ class Metrics:
             "gitmesh_shard_members", "live replicas of the shard group, as seen", registry=r
         )
 
+    def _source_and_api(self, r: CollectorRegistry) -> None:
+        """The metrics of the API requests and of fetching the mesh repository."""
+        self.api_requests = Counter(
+            "gitmesh_api_requests_total",
+            "Kubernetes API requests",
+            ["cluster", "verb", "code"],
+            registry=r,
+        )
+        self.fetch_duration = Histogram(
+            "gitmesh_source_fetch_duration_seconds",
+            "Duration of fetching the mesh repository",
+            registry=r,
+            buckets=BUCKETS,
+        )
+        self.fetch_failures = Counter(
+            "gitmesh_source_fetch_failures_total",
+            "Failed fetches of the mesh repository",
+            registry=r,
+        )
+
     def record(self, result: PassResult, desired: dict[str, Mapping[plan.Ref, str]]) -> None:
         """Count what a pass did; `desired` holds each remote's desired-object digests at
         its last pass (a patch to an unchanged one undid drift), updated here."""
@@ -95,7 +118,7 @@ class Metrics:
         for name, res in result.remotes.items():
             report = res.report
             for comp in report.components:
-                m.pass_duration.labels(name, comp.name).observe(comp.seconds)
+                m.component_duration.labels(comp.name).observe(comp.seconds)
                 for action in ("created", "patched", "deleted"):
                     n = getattr(comp, action)
                     if n:
@@ -108,7 +131,7 @@ class Metrics:
                 (m.drift if same else m.changes).labels(name).inc()
             if res.desired:
                 desired[name] = res.desired
-            m.pass_duration.labels(name, "all").observe(sum(c.seconds for c in report.components))
+            m.pass_duration.labels(name).observe(sum(c.seconds for c in report.components))
             m.remote_available.labels(name).set(1 if report.state == "Available" else 0)
             rolling = report.state in ("Progressing", "Degraded")
             m.remote_progressing.labels(name).set(1 if rolling else 0)

@@ -201,6 +201,21 @@ def test_reconcile_once_skips_while_another_gitmesh_holds_the_lease(
     assert world.writes() == 0 and world.status_commits() == 0
 
 
+def test_metrics_grow_with_the_remotes_not_with_components_and_buckets(
+    world: World, tmp_path: Path
+) -> None:
+    """Before: about 17 histogram series per remote and component, a `component="all"`
+    that was no component, and no process metrics. Now a remote's pass duration has a few
+    buckets, components are timed over all remotes, and the process is measured."""
+    with started_runner(world, tmp_path / "c") as runner:
+        text = runner.metrics_text().decode()
+    per_remote = [x for x in text.splitlines() if f'remote="{EU}"' in x and "_bucket" in x]
+    assert 0 < len(per_remote) <= 8
+    assert 'component="all"' not in text
+    assert 'gitmesh_component_duration_seconds_count{component="citadel"}' in text
+    assert "process_cpu_seconds_total" in text and "process_resident_memory_bytes" in text
+
+
 def test_drift_counts_only_undone_out_of_band_edits(world: World, tmp_path: Path) -> None:
     """gitmesh_drift_total counts patches that undo someone else's edit; a merged pull
     request's patches count in gitmesh_desired_changes_total instead."""
