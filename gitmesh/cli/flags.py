@@ -180,6 +180,7 @@ def one_of(*choices: str) -> Callable[[str], str]:
             raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(choices)}")
         return text
 
+    setattr(parse, "choices", choices)  # noqa: B010 - for completion (gitmesh.cli.completion)
     return _says_where(parse)
 
 

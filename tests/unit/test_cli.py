@@ -123,6 +123,44 @@ def test_bash_completion_knows_the_commands_and_their_flags(
         assert "reconcile" in capsys.readouterr().out
 
 
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+@pytest.mark.parametrize(
+    ("words", "offered"),
+    [
+        ("gitmesh status -o ", "text wide json yaml"),
+        ("gitmesh plan --format m", "markdown"),
+        ("gitmesh run --log-level w", "warning"),
+        ("gitmesh completion ", "bash zsh fish"),
+        ("gitmesh status ", "remote-eu remoteistio-sample"),  # remotes/*.yaml here
+        ("gitmesh join remote-e", "remote-eu"),
+    ],
+)
+def test_completion_offers_values_not_only_flags(
+    words: str, offered: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: completion offered flags only (`plan -o <TAB>`: nothing). Now the values a
+    flag or argument takes, and remote names from remotes/ in the current directory."""
+    assert cli.main(["completion", "bash"]) == 0
+    script = capsys.readouterr().out
+    typed = shlex.split(words) + ([""] if words.endswith(" ") else [])
+    probe = f"COMP_WORDS=({' '.join(shlex.quote(w) for w in typed)}); "
+    probe += f"COMP_CWORD={len(typed) - 1}; _gitmesh; echo ${{COMPREPLY[@]}}"
+    example = Path(__file__).resolve().parents[2] / "example-repo"
+    out = subprocess.run(
+        ["bash", "-c", script + probe], capture_output=True, text=True, check=True, cwd=example
+    ).stdout
+    assert out.split() == offered.split()
+
+
+def test_fish_completion_describes_flags_and_their_values(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert cli.main(["completion", "fish"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    output = next(x for x in lines if "from status'" in x and " -l output" in x)
+    assert " -s o -xa 'text wide json yaml' -d 'output format (default: text)'" in output
+
+
 def test_no_color_turns_colour_off(monkeypatch: pytest.MonkeyPatch) -> None:
     class Terminal(io.StringIO):
         def isatty(self) -> bool:
