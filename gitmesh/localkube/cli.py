@@ -69,7 +69,7 @@ def _run_real(args: argparse.Namespace, names: list[str], stop: threading.Event)
     from gitmesh.localkube import netns  # noqa: PLC0415 - only when chosen
     from gitmesh.localkube.apiserver import KubeAPIServer  # noqa: PLC0415
 
-    if args.simulate_workloads and not (netns.isolated() or netns.unreachable()):
+    if args.simulate_workloads and not (netns.isolated() or netns.confined()):
         print(
             "gitmesh localkube: --simulate-workloads with --backend kube-apiserver runs only "
             "in a network namespace of its own (a Ready pod's Service routes webhook calls "

@@ -32,7 +32,7 @@ def start(
     store: ApiStore, next_ip: Callable[[], str], stop: threading.Event, *, delay: float = 0.05
 ) -> threading.Thread:
     """Run the kubelet of one cluster in a thread until `stop` is set."""
-    if not (netns.isolated() or netns.unreachable()):
+    if not (netns.isolated() or netns.confined()):
         raise GitmeshError(
             "the simulated kubelet runs only inside a network namespace of its own (a "
             "Ready pod's Service would route a webhook call off the machine): run under "

@@ -21,6 +21,7 @@ import os
 import socket
 import subprocess
 import threading
+from pathlib import Path
 
 CLONE_NEWNET = 0x40000000
 TEST_NET = "192.0.2.0/24"
@@ -65,6 +66,19 @@ def isolate() -> bool:
 def isolated() -> bool:
     """Whether this process runs in the namespace `isolate()` made (or inherited it)."""
     return bool(_state["isolated"]) or os.environ.get("GITMESH_NETNS_ISOLATED") == "1"
+
+
+def confined() -> bool:
+    """Whether this process's network namespace routes nowhere but `lo` (ours, or one made
+    with `unshare -n`), read from its routing tables: no packet is sent to find out."""
+    try:
+        v4 = Path("/proc/net/route").read_text().splitlines()[1:]
+        v6 = Path("/proc/net/ipv6_route").read_text().splitlines()
+    except OSError:
+        return False
+    devices = [line.split()[0] for line in v4 if line.split()]
+    devices += [line.split()[-1] for line in v6 if line.split()]
+    return all(d == "lo" for d in devices)
 
 
 def why_not() -> str:
