@@ -350,16 +350,18 @@ def cmd_join(args: argparse.Namespace) -> int:
     from gitmesh.cluster import Cluster
     from gitmesh.credentials import join
 
-    path: Path = args.kubeconfig
+    path: Path = args.remote_kubeconfig
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
-        raise GitmeshError(f"--kubeconfig {path}: {e.strerror or e}") from None
+        raise GitmeshError(f"--remote-kubeconfig {path}: {e.strerror or e}") from None
     config = kubeconfigs.parse(text, where=str(path))
-    if args.context:
-        if args.context not in {c.get("name") for c in config.get("contexts") or []}:
-            raise GitmeshError(f"--kubeconfig {path} has no context {args.context!r}")
-        config["current-context"] = args.context
+    if args.remote_context:
+        if args.remote_context not in {c.get("name") for c in config.get("contexts") or []}:
+            raise GitmeshError(
+                f'--remote-context: context "{args.remote_context}" does not exist in {path}'
+            )
+        config["current-context"] = args.remote_context
     cluster, _ = kubeconfigs.current(config)
     remote = Cluster(args.name, config, timeout=args.request_timeout)
     central = central_cluster(args)

@@ -11,7 +11,7 @@ EXAMPLES = {
     ],
     "schema": ["gitmesh schema --out schemas/     # JSON Schemas for editors"],
     "plan": [
-        "gitmesh plan --repo https://git.acme.dev/mesh.git --central-kubeconfig central.kc",
+        "gitmesh plan --repo https://git.acme.dev/mesh.git --kubeconfig central.kc",
         "gitmesh plan --repo . --revision $PR_SHA -o markdown --exit-code > plan.md",
         "gitmesh plan --offline --repo . -o json  # no cluster credentials needed",
     ],
@@ -30,8 +30,8 @@ EXAMPLES = {
         "gitmesh status --exit-code -o json --repo .",
     ],
     "join": [
-        "gitmesh join remote-eu --kubeconfig eu-admin.kc --central-kubeconfig central.kc",
-        "gitmesh join remote-eu --kubeconfig eu-admin.kc --context eu --dry-run",
+        "gitmesh join remote-eu --remote-kubeconfig eu-admin.kc --kubeconfig central.kc",
+        "gitmesh join remote-eu --remote-kubeconfig eu-admin.kc --remote-context eu --dry-run",
     ],
     "localkube": [
         "gitmesh localkube --kubeconfig /tmp/kc --clusters central,west",

@@ -229,6 +229,7 @@ def add_cluster_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("clusters (each flag also from GITMESH_<FLAG>)")
     g.add_argument(
         "--central-kubeconfig",
+        "--kubeconfig",
         type=Path,
         default=env("CENTRAL_KUBECONFIG"),
         help="kubeconfig of the central cluster (default: as kubectl finds one: $KUBECONFIG, "
@@ -236,6 +237,7 @@ def add_cluster_flags(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--central-context",
+        "--context",
         default=env("CENTRAL_CONTEXT"),
         help="context of the central kubeconfig (default: its current context)",
     )

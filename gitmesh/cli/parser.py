@@ -275,21 +275,24 @@ def _add_join(sub: Subparsers) -> None:
         "RBAC, a renewed token in the kubeconfig Secret on central",
     )
     p.add_argument("name", type=remote_name_arg, help="the remote's name (remotes/NAME.yaml)")
+    # --kubeconfig and --context mean the central cluster's, as on every other command.
     p.add_argument(
-        "--kubeconfig",
+        "--remote-kubeconfig",
         type=Path,
         required=True,
         help="an admin kubeconfig of the remote, used once and never stored",
     )
-    p.add_argument("--context", help="the context of --kubeconfig (default: its current one)")
+    p.add_argument("--remote-context", help="the context of --remote-kubeconfig")
     p.add_argument(
         "--central-kubeconfig",
+        "--kubeconfig",
         type=Path,
         default=env("CENTRAL_KUBECONFIG"),
         help="kubeconfig of the central cluster (default: as kubectl finds one)",
     )
     p.add_argument(
         "--central-context",
+        "--context",
         default=env("CENTRAL_CONTEXT"),
         help="context of the central kubeconfig (default: its current context)",
     )

@@ -60,8 +60,8 @@ def as_new(
     rendered = render.remote(spec, mesh, central, cacerts=_CACERTS)
     note = (
         "not joined yet (no kubeconfig for it on central, or its Secret is gone): planned "
-        f"as if new; `gitmesh join {name} --kubeconfig <its admin kubeconfig>` gives gitmesh "
-        "its access"
+        f"as if new; `gitmesh join {name} --remote-kubeconfig <its admin kubeconfig>` "
+        "gives gitmesh its access"
     )
     return RemoteResult(RemoteReport(name, "Planned", message=note), tuple(_items(rendered)))
 

@@ -635,7 +635,7 @@ def test_join_refuses_central_under_another_address(
         [
             "join",
             "central-again",
-            "--kubeconfig",
+            "--remote-kubeconfig",
             str(admin),
             "--central-kubeconfig",
             central,

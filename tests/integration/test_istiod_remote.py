@@ -238,7 +238,7 @@ def test_gitmesh_join_credentials_suffice_for_an_istiod_remote(
         [
             "join",
             EU,
-            "--kubeconfig",
+            "--remote-kubeconfig",
             str(admin),
             "--central-kubeconfig",
             str(world.tmp / "central.kubeconfig"),

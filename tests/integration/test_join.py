@@ -33,7 +33,7 @@ def join(world: World, *extra: str) -> int:
         [
             "join",
             EU,
-            "--kubeconfig",
+            "--remote-kubeconfig",
             str(admin_kubeconfig(world, EU)),
             "--central-kubeconfig",
             str(world.tmp / "central.kubeconfig"),

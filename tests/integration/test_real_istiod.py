@@ -72,7 +72,14 @@ class RealMesh(World):
         admin = self.tmp / f"{name}-admin.kubeconfig"
         self.server.write_kubeconfig(admin, name)
         return cli.main(
-            ["join", name, "--kubeconfig", str(admin), "--central-kubeconfig", self._central()]
+            [
+                "join",
+                name,
+                "--remote-kubeconfig",
+                str(admin),
+                "--central-kubeconfig",
+                self._central(),
+            ]
         )
 
     def _central(self) -> str:

@@ -223,8 +223,8 @@ def test_the_flag_default_concurrency_is_the_library_default() -> None:
 @pytest.mark.parametrize(
     "argv",
     [
-        ["plan", "--repo", "/nowhere", "--kubeconfig", "central.kubeconfig"],
-        ["reconcile", "--repo", "/nowhere", "--kubeconfig", "central.kubeconfig"],
+        ["plan", "--repo", "/nowhere", "--kubeconf", "central.kubeconfig"],
+        ["reconcile", "--repo", "/nowhere", "--kubeconf", "central.kubeconfig"],
         ["status", "--repo", "/nowhere", "--out", "json"],
         ["plan", "--repo", "/nowhere", "--central-kube", "central.kubeconfig"],
     ],
@@ -239,6 +239,28 @@ def test_a_flag_is_never_guessed_from_a_prefix(
         cli.main(argv)
     assert e.value.code == 2
     assert f"unrecognized arguments: {argv[3]}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["plan", "reconcile", "run", "join"])
+def test_kubeconfig_and_context_mean_the_central_cluster_everywhere(command: str) -> None:
+    """Before: `--context` was unknown on plan, reconcile and run but meant the remote's
+    context on join (and `--kubeconfig` the remote's admin kubeconfig). Now both mean what
+    kubectl means, the cluster gitmesh talks to: central; join names the remote's
+    `--remote-kubeconfig` and `--remote-context`."""
+    extra = ["x", "--remote-kubeconfig", "admin.kc"] if command == "join" else ["--repo", "r"]
+    args = cli.build_parser().parse_args(
+        [command, *extra, "--kubeconfig", "central.kc", "--context", "hub"]
+    )
+    assert (args.central_kubeconfig, args.central_context) == (Path("central.kc"), "hub")
+
+
+def test_join_without_the_remote_kubeconfig_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as e:
+        cli.main(["join", "remote-eu", "--kubeconfig", "admin.kc"])
+    assert e.value.code == 2
+    assert "the following arguments are required: --remote-kubeconfig" in capsys.readouterr().err
 
 
 def test_every_command_has_examples_that_parse(monkeypatch: pytest.MonkeyPatch) -> None:

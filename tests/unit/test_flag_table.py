@@ -39,8 +39,10 @@ def commands() -> dict[str, argparse.ArgumentParser]:
 
 
 def env_flags(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
+    # A flag by its first long name (`--central-kubeconfig`, not its alias `--kubeconfig`):
+    # the one its GITMESH_* variable is named after.
     return {
-        a.option_strings[-1] if a.option_strings[-1].startswith("--") else a.option_strings[0]: a
+        next(o for o in a.option_strings if o.startswith("--")): a
         for group in parser._action_groups
         if ENV_GROUP in (group.title or "")
         for a in group._group_actions
